@@ -1,0 +1,1 @@
+"""File formats: .mtp models, .cfg data sets, structures through ASE."""

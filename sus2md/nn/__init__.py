@@ -1,0 +1,1 @@
+"""Pure-torch, TorchScript-clean model code: neighbor list, radial basis, moments, potential."""
