@@ -1,0 +1,146 @@
+"""Batched evaluation: many small cells (training, ``sus2md eval``) or one large cell (MD).
+
+A :class:`Graph` packs B configurations into one set of atoms and directed edges; ``evaluate``
+returns energies, forces and virials.  Forces and the virial come from one autograd pass over
+the edge vectors (SPEC-sus2 6.2, 6.3)::
+
+    d_e = dE/dr_e,   F_i += d_e,  F_j -= d_e,   W = -sum_e d_e (x) r_e     (eV)
+
+Stress in ASE's convention (tensile positive, eV/Å^3) is ``-W / V``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sus2md.nn.neighbors import edge_vectors, neighbor_list
+from sus2md.nn.potential import SUS2Potential
+
+
+@dataclass
+class Graph:
+    """B configurations as one graph (tensors on one device, positions in Å)."""
+
+    species: Tensor  # (N,) int64
+    positions: Tensor  # (N, 3)
+    cells: Tensor  # (B, 3, 3) rows = lattice vectors
+    pbc: Tensor  # (B, 3) bool
+    batch: Tensor  # (N,) int64 configuration of each atom
+    edge_i: Tensor  # (E,)
+    edge_j: Tensor  # (E,)
+    shifts: Tensor  # (E, 3) image shifts in lattice vectors
+    n_atoms: Tensor  # (B,)
+
+    @property
+    def n_configs(self) -> int:
+        return int(self.cells.shape[0])
+
+    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "Graph":
+        fl = lambda t: t.to(device=device, dtype=dtype) if dtype is not None else t.to(device)
+        return Graph(
+            self.species.to(device), fl(self.positions), fl(self.cells), self.pbc.to(device), self.batch.to(device),
+            self.edge_i.to(device), self.edge_j.to(device), fl(self.shifts), self.n_atoms.to(device),
+        )
+
+    def edge_vectors(self) -> Tensor:
+        cell_e = self.cells.index_select(0, self.batch.index_select(0, self.edge_i))
+        d = self.positions.index_select(0, self.edge_j) - self.positions.index_select(0, self.edge_i)
+        return d + torch.bmm(self.shifts.to(d.dtype).unsqueeze(1), cell_e).squeeze(1)
+
+
+def build_graph(
+    species: Sequence[np.ndarray],
+    positions: Sequence[np.ndarray],
+    cells: Sequence[np.ndarray],
+    pbcs: Sequence[np.ndarray],
+    cutoff: float,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> Graph:
+    """Pack configurations (numpy arrays, Å) into a :class:`Graph` with neighbor lists."""
+    sp, pos, cel, pb, bat, ei, ej, sh, na = [], [], [], [], [], [], [], [], []
+    offset = 0
+    for b, (s, x, c, p) in enumerate(zip(species, positions, cells, pbcs)):
+        x_t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        c_t = torch.as_tensor(np.asarray(c, dtype=np.float64)).reshape(3, 3)
+        p_t = torch.as_tensor(np.asarray(p, dtype=bool)).reshape(3)
+        i, j, shift = neighbor_list(x_t, c_t, p_t, cutoff)
+        n = x_t.shape[0]
+        sp.append(torch.as_tensor(np.asarray(s, dtype=np.int64)))
+        pos.append(x_t)
+        cel.append(c_t)
+        pb.append(p_t)
+        bat.append(torch.full((n,), b, dtype=torch.long))
+        ei.append(i + offset)
+        ej.append(j + offset)
+        sh.append(shift)
+        na.append(n)
+        offset += n
+    g = Graph(
+        torch.cat(sp), torch.cat(pos), torch.stack(cel), torch.stack(pb), torch.cat(bat),
+        torch.cat(ei), torch.cat(ej), torch.cat(sh), torch.as_tensor(na, dtype=torch.long),
+    )
+    return g.to(device=device, dtype=dtype)
+
+
+@dataclass
+class Results:
+    energy: Tensor  # (B,) eV
+    site_energies: Tensor  # (N,) eV
+    forces: Optional[Tensor] = None  # (N, 3) eV/Å
+    virial: Optional[Tensor] = None  # (B, 3, 3) eV, PlusStress convention
+
+    def stress(self, cells: Tensor) -> Tensor:
+        """ASE stress (B, 3, 3), eV/Å^3, tensile positive: -W/V."""
+        assert self.virial is not None
+        vol = torch.abs(torch.linalg.det(cells))
+        return -self.virial / vol.reshape(-1, 1, 1)
+
+
+def evaluate(
+    model: SUS2Potential,
+    graph: Graph,
+    forces: bool = True,
+    virial: bool = True,
+    create_graph: bool = False,
+) -> Results:
+    """Energies (and forces/virial) of every configuration in ``graph``.
+
+    ``create_graph=True`` keeps the graph of the force computation so a loss on forces can be
+    differentiated with respect to the parameters (training).
+    """
+    need_grad = forces or virial
+    vec = graph.edge_vectors()
+    if need_grad:
+        vec = vec.detach().requires_grad_(True) if not create_graph else vec.requires_grad_(True)
+    e_site = model(graph.species, graph.edge_i, graph.edge_j, vec)
+    energy = torch.zeros(graph.n_configs, dtype=e_site.dtype, device=e_site.device).index_add(0, graph.batch, e_site)
+    res = Results(energy=energy, site_energies=e_site)
+    if not need_grad:
+        return res
+    (d,) = torch.autograd.grad(energy.sum(), vec, create_graph=create_graph)
+    if forces:
+        f = torch.zeros_like(graph.positions, dtype=d.dtype)
+        res.forces = f.index_add(0, graph.edge_i, d).index_add(0, graph.edge_j, -d)
+    if virial:
+        w_e = -d.unsqueeze(2) * vec.unsqueeze(1)  # (E, 3, 3): -d_a r_b
+        eb = graph.batch.index_select(0, graph.edge_i)
+        res.virial = torch.zeros((graph.n_configs, 3, 3), dtype=d.dtype, device=d.device).index_add(0, eb, w_e)
+    return res
+
+
+def graph_from_atoms(atoms_list, cutoff: float, dtype: torch.dtype = torch.float64, device="cpu") -> Graph:
+    """:class:`Graph` from ASE Atoms carrying ``arrays['mtp_type']`` (see :mod:`sus2md.io.data`)."""
+    return build_graph(
+        [a.arrays["mtp_type"] for a in atoms_list],
+        [a.positions for a in atoms_list],
+        [np.asarray(a.cell) for a in atoms_list],
+        [a.pbc for a in atoms_list],
+        cutoff,
+        dtype=dtype,
+        device=device,
+    )

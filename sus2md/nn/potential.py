@@ -1,0 +1,241 @@
+r"""The SUS2-MLIP v1.1 potential as a TorchScript-clean ``torch.nn.Module`` (SPEC-sus2 sections 1-6).
+
+For atom i of species t_i with neighbours j (all periodic images, r_ij < r_c)::
+
+    E_i   = shift[t_i] + c[t_i] + c[t_i] * sum_a w_a B_i[map[a]]
+    M_i[b] = sum_j R_{mu_b}(r_ij) u_x^a u_y^b u_z^c                      (basic moments)
+    Mom[o] += m Mom[i0] Mom[i1]   for (i0, i1, m, o) in alpha_index_times  (derived moments)
+    R_mu(r) = s w[t_i] w[t_j] sum_n C[mu, n] (r - r_c)^2 T_n(tanh(alpha_k (r - r0_k) / 2))
+
+with (alpha_k, r0_k) = scal[block(mu)][t_i][t_j] (ordered pair), w the per-species values of
+radial row 0 only, and s the global ``scaling``.  Forces and the virial come from autograd with
+respect to the edge vectors ``r_e``: ``F_i += dE/dr_e``, ``F_j -= dE/dr_e``,
+``W = -sum_e dE/dr_e (x) r_e`` (eV, the ``.cfg`` PlusStress convention).
+
+The contraction graph (~1000 entries) is evaluated level by level: slots are renumbered so that
+the outputs of each dependency level are contiguous, and each level is one gather-multiply-
+scatter over all its entries.  The graph is only ~5 levels deep.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sus2md.io.mtp import MTPFile
+
+
+def _levels(n_basic: int, n_mom: int, times: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:
+    """Dependency level of every slot and the times-entries grouped by the level of their output."""
+    level = np.zeros(n_mom, dtype=np.int64)
+    for i0, i1, _, o in times:  # file order is topological (SPEC 4.2)
+        level[o] = max(level[o], 1 + max(level[i0], level[i1]))
+    groups = [np.nonzero(level[times[:, 3]] == lv)[0] for lv in range(1, int(level.max(initial=0)) + 1)]
+    return level, groups
+
+
+class SUS2Potential(torch.nn.Module):
+    """SUS2 v1.1 moment-tensor potential (energies in eV, lengths in Å).
+
+    Build with :meth:`from_mtp`; export with :meth:`to_mtp`.  ``forward`` maps a (batched) graph
+    of atoms and directed edges to per-atom energies; :func:`sus2md.nn.calc.evaluate` adds the
+    neighbor list, forces and virial.
+    """
+
+    species_names: List[str]
+
+    def __init__(self, mtp: MTPFile, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        if not mtp.is_trained:
+            mtp = _with_default_coefficients(mtp)
+        S, R, n_mu, L1 = mtp.species_count, mtp.radial_basis_size, mtp.radial_funcs_count, mtp.L + 1
+        nb = mtp.n_blocks
+        self.n_species = S
+        self.L = mtp.L
+        self.radial_basis_size = R
+        self.n_mu = n_mu
+        self.n_blocks = nb
+        self.cutoff = float(mtp.max_dist)
+        self.min_dist = float(mtp.min_dist)
+        self.scaling_map = mtp.scaling_map
+        self.radial_basis_type = mtp.radial_basis_type
+        self.potential_name = mtp.potential_name
+        self.species_names = list(mtp.species_names) if mtp.species_names else []
+        f = lambda a: torch.nn.Parameter(torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype))
+        scal = np.asarray(mtp.scal_coeffs).reshape(nb, 2, S, S)
+        self.shift = f(mtp.shift_coeffs)
+        self.alpha = f(scal[:, 0])  # (nb, S, S): [block][t_i][t_j]
+        self.r0 = f(scal[:, 1])
+        self.radial = f(mtp.radial_coeffs[:, :R])  # (n_mu, R) shared Chebyshev coefficients
+        self.species_weight = f(mtp.radial_coeffs[0, R:])  # (S,) row 0 only (SPEC 2.3)
+        self.register_buffer("radial_dead", torch.as_tensor(mtp.radial_coeffs[1:, R:].copy()))
+        self.scaling = f(np.array(mtp.scaling))
+        self.species_coeffs = f(mtp.species_coeffs)
+        self.moment_coeffs = f(mtp.moment_coeffs)
+
+        mu = np.arange(n_mu)
+        block = {"K": mu // L1, "L": mu % L1, "LK": mu}[mtp.scaling_map]
+        # Dense (nb*R, n_mu) map from per-block Chebyshev terms to radial functions.
+        self.register_buffer("cheb_row", torch.as_tensor((block[:, None] * R + np.arange(R)[None, :]).reshape(-1)))
+        self.register_buffer("cheb_col", torch.as_tensor(np.repeat(mu, R)))
+        basic = np.asarray(mtp.alpha_index_basic, dtype=np.int64)
+        self.register_buffer("basic_mu", torch.as_tensor(basic[:, 0].copy()))
+        self.register_buffer("basic_exp", torch.as_tensor(basic[:, 1:].copy()))
+        self._set_graph(mtp)
+        self._mtp_template = mtp  # basis arrays and header for to_mtp (not scripted)
+
+    # ------------------------------------------------------------------ graph setup
+    def _set_graph(self, mtp: MTPFile) -> None:
+        n_basic, n_mom = len(mtp.alpha_index_basic), mtp.alpha_moments_count
+        times = np.asarray(mtp.alpha_index_times, dtype=np.int64)
+        level, groups = _levels(n_basic, n_mom, times)
+        # New slot numbering: basic slots first, then each level's outputs contiguously.
+        new_id = np.full(n_mom, -1, dtype=np.int64)
+        new_id[:n_basic] = np.arange(n_basic)
+        nxt = n_basic
+        level_slot_counts: List[int] = []
+        entry_order = []
+        for g in groups:
+            outs = list(dict.fromkeys(times[g, 3].tolist()))  # first-appearance order
+            new_id[outs] = np.arange(nxt, nxt + len(outs))
+            level_slot_counts.append(len(outs))
+            nxt += len(outs)
+            entry_order.append(g)
+        order = np.concatenate(entry_order) if entry_order else np.zeros(0, dtype=np.int64)
+        t = times[order]
+        unused = new_id < 0  # slots never written stay zero; give them ids after the last level
+        new_id[unused] = np.arange(nxt, nxt + int(unused.sum()))
+        self.n_unused_slots = int(unused.sum())
+        self.register_buffer("t_i0", torch.as_tensor(new_id[t[:, 0]]))
+        self.register_buffer("t_i1", torch.as_tensor(new_id[t[:, 1]]))
+        self.register_buffer("t_m", torch.as_tensor(t[:, 2].astype(np.float64)))
+        starts = np.cumsum([0] + level_slot_counts)
+        out_local = np.empty(len(t), dtype=np.int64)
+        pos = 0
+        for lv, g in enumerate(entry_order):
+            out_local[pos:pos + len(g)] = new_id[times[g, 3]] - n_basic - starts[lv]
+            pos += len(g)
+        self.register_buffer("t_out", torch.as_tensor(out_local))
+        self.level_entry_counts: List[int] = [len(g) for g in entry_order]
+        self.level_slot_counts: List[int] = level_slot_counts
+        self.register_buffer("mapping", torch.as_tensor(new_id[np.asarray(mtp.alpha_moment_mapping)]))
+
+    @classmethod
+    def from_mtp(cls, mtp: MTPFile | str, dtype: torch.dtype = torch.float64, species: Optional[List[str]] = None) -> "SUS2Potential":
+        """Model from an :class:`MTPFile` or a path; ``species`` attaches element names."""
+        if not isinstance(mtp, MTPFile):
+            from sus2md.io.mtp import read_mtp
+
+            mtp = read_mtp(mtp)
+        if species is not None:
+            from sus2md.errors import UsageError
+
+            if len(species) != mtp.species_count:
+                raise UsageError(
+                    f"{len(species)} species names given ({', '.join(species)}) but the model has species_count = {mtp.species_count}"
+                )
+            mtp = mtp.copy()
+            mtp.species_names = list(species)
+        return cls(mtp, dtype=dtype)
+
+    def to_mtp(self) -> MTPFile:
+        """The current parameters as an :class:`MTPFile` (float64, exact round trip)."""
+        m = self._mtp_template.copy()
+        g = lambda p: p.detach().cpu().double().numpy().copy()
+        m.shift_coeffs = g(self.shift)
+        m.scal_coeffs = np.stack([g(self.alpha), g(self.r0)], axis=1).reshape(-1)
+        rc = np.empty((self.n_mu, self.radial_basis_size + self.n_species))
+        rc[:, : self.radial_basis_size] = g(self.radial)
+        rc[0, self.radial_basis_size:] = g(self.species_weight)
+        rc[1:, self.radial_basis_size:] = self.radial_dead.detach().cpu().double().numpy()
+        m.radial_coeffs = rc
+        m.scaling = float(self.scaling.detach())
+        m.species_coeffs = g(self.species_coeffs)
+        m.moment_coeffs = g(self.moment_coeffs)
+        m.species_names = list(self.species_names) if self.species_names else None
+        return m
+
+    # ------------------------------------------------------------------ evaluation
+    def radial_functions(self, r: Tensor, ti: Tensor, tj: Tensor) -> Tensor:
+        """R_mu(r; t_i, t_j) for every edge, (E, n_mu); zero beyond the cutoff."""
+        S = self.n_species
+        pair = ti * S + tj
+        alpha = self.alpha.reshape(self.n_blocks, S * S).index_select(1, pair).t()  # (E, nb)
+        r0 = self.r0.reshape(self.n_blocks, S * S).index_select(1, pair).t()
+        xi = torch.tanh(0.5 * alpha * (r.unsqueeze(1) - r0))
+        cheb = [torch.ones_like(xi), xi]
+        for _ in range(2, self.radial_basis_size):
+            cheb.append(2.0 * xi * cheb[-1] - cheb[-2])
+        T = torch.stack(cheb[: self.radial_basis_size], dim=2)  # (E, nb, R)
+        fc = torch.where(r < self.cutoff, (r - self.cutoff) ** 2, torch.zeros_like(r))
+        cmat = torch.zeros(
+            (self.n_blocks * self.radial_basis_size, self.n_mu), dtype=self.radial.dtype, device=self.radial.device
+        ).index_put((self.cheb_row, self.cheb_col), self.radial.reshape(-1))
+        w = self.species_weight
+        pref = self.scaling * fc * w.index_select(0, ti) * w.index_select(0, tj)
+        return (T.reshape(T.shape[0], -1) @ cmat) * pref.unsqueeze(1)
+
+    def descriptors(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tensor:
+        """Scalar basis functions B_i, (N, n_scal) (before the ``c[t_i]`` factor)."""
+        n = species.shape[0]
+        r = edge_vec.norm(dim=1)
+        u = edge_vec / r.unsqueeze(1)
+        rad = self.radial_functions(r, species.index_select(0, edge_i), species.index_select(0, edge_j))
+        powers = [torch.ones_like(u)]
+        for _ in range(self.L):
+            powers.append(powers[-1] * u)
+        pw = torch.stack(powers, dim=2)  # (E, 3, L+1): u_d^p
+        e = self.basic_exp
+        mono = pw[:, 0, :].index_select(1, e[:, 0]) * pw[:, 1, :].index_select(1, e[:, 1]) * pw[:, 2, :].index_select(1, e[:, 2])
+        contrib = rad.index_select(1, self.basic_mu) * mono  # (E, n_basic)
+        mom = torch.zeros((n, contrib.shape[1]), dtype=contrib.dtype, device=contrib.device).index_add(0, edge_i, contrib)
+        e0 = 0
+        for n_entries, n_slots in zip(self.level_entry_counts, self.level_slot_counts):
+            i0 = self.t_i0[e0:e0 + n_entries]
+            i1 = self.t_i1[e0:e0 + n_entries]
+            prod = mom.index_select(1, i0) * mom.index_select(1, i1) * self.t_m[e0:e0 + n_entries].to(mom.dtype)
+            out = torch.zeros((n, n_slots), dtype=mom.dtype, device=mom.device).index_add(1, self.t_out[e0:e0 + n_entries], prod)
+            mom = torch.cat([mom, out], dim=1)
+            e0 += n_entries
+        if self.n_unused_slots > 0:
+            mom = torch.cat([mom, torch.zeros((n, self.n_unused_slots), dtype=mom.dtype, device=mom.device)], dim=1)
+        return mom.index_select(1, self.mapping)
+
+    def forward(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tensor:
+        """Per-atom energies E_i (N,), eV.
+
+        Args:
+            species: (N,) int64 species indices of the model.
+            edge_i, edge_j: (E,) int64 centre and neighbour atom of each directed edge.
+            edge_vec: (E, 3) r_j + T - r_i, Å (0 < |r| < r_c; edges beyond r_c contribute 0).
+        """
+        B = self.descriptors(species, edge_i, edge_j, edge_vec)
+        c = self.species_coeffs.index_select(0, species)
+        return self.shift.index_select(0, species) + c + c * (B @ self.moment_coeffs)
+
+
+def _with_default_coefficients(mtp: MTPFile) -> MTPFile:
+    """Fill an untrained file's coefficients with the new trainer's deterministic defaults (SPEC 3.5)."""
+    m = mtp.copy()
+    S, nb = m.species_count, m.n_blocks
+    if m.shift_coeffs is None:
+        m.shift_coeffs = -np.ones(S)
+    if m.scal_coeffs is None:
+        t = np.arange(S)
+        s = np.sqrt(t[:, None] + 1.0) + np.sqrt(t[None, :] + 1.0)
+        s = (s - s.min()) / (s.max() - s.min()) if s.max() > s.min() else np.zeros_like(s)
+        alpha = 4.0 + (2.0 - 4.0) * s
+        r0 = 1.5 + (2.5 - 1.5) * s
+        m.scal_coeffs = np.stack([np.broadcast_to(alpha, (nb, S, S)), np.broadcast_to(r0, (nb, S, S))], axis=1).reshape(-1)
+    if m.radial_coeffs is None:
+        rng = np.random.default_rng(0)
+        rc = np.ones((m.radial_funcs_count, m.radial_basis_size + S))
+        rc[:, : m.radial_basis_size] = 5e-3 * rng.uniform(-1, 1, (m.radial_funcs_count, m.radial_basis_size))
+        m.radial_coeffs = rc
+    if m.species_coeffs is None:
+        m.species_coeffs = np.ones(S)
+    if m.moment_coeffs is None:
+        m.moment_coeffs = np.zeros(len(m.alpha_moment_mapping))
+    return m
