@@ -369,7 +369,10 @@ def _check_counts(m: MTPFile, fail) -> None:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.15e}"
+    # The authors write %.15e (16 significant digits); a double needs 17 to round-trip in
+    # general, so use one more digit only when 16 would change the value.
+    s = f"{x:.15e}"
+    return s if float(s) == x else f"{x:.16e}"
 
 
 def _flist(a: np.ndarray) -> str:

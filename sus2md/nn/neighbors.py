@@ -25,7 +25,7 @@ from torch import Tensor
 
 def _effective_pbc(cell: Tensor, pbc: Tensor) -> Tensor:
     """A direction is periodic only if flagged and its lattice vector is non-zero."""
-    return pbc & (cell.norm(dim=1) > 1e-12)
+    return pbc & ((cell * cell).sum(dim=1) > 1e-24)
 
 
 def _ghost_images(
@@ -51,14 +51,15 @@ def _ghost_images(
             b = (a + 1) % 3
             c = (a + 2) % 3
             normal = torch.linalg.cross(work[b], work[c])
-            if bool(normal.norm() < 1e-12) or not bool(periodic[b] & periodic[c]):
+            if bool((normal * normal).sum() < 1e-24) or not bool(periodic[b] & periodic[c]):
                 normal = eye[a]
-            work[a] = normal / normal.norm()
+            work[a] = normal / torch.sqrt((normal * normal).sum())
     frac = positions @ torch.linalg.inv(work)
     k = torch.where(periodic.unsqueeze(0), torch.floor(frac), torch.zeros_like(frac))
     frac_w = frac - k
     volume = torch.abs(torch.linalg.det(work))
-    heights = volume / torch.linalg.cross(work[[1, 2, 0]], work[[2, 0, 1]]).norm(dim=1)
+    cr = torch.linalg.cross(work[torch.tensor([1, 2, 0])], work[torch.tensor([2, 0, 1])])
+    heights = volume / torch.sqrt((cr * cr).sum(dim=1))
     reach = torch.where(periodic, cutoff / heights, torch.zeros_like(heights))
     nmax = torch.ceil(reach).to(torch.long)
     ranges = [torch.arange(-int(nmax[a]), int(nmax[a]) + 1, device=device, dtype=dtype) for a in range(3)]
@@ -67,8 +68,10 @@ def _ghost_images(
     images = grid[nonzero]
     # Candidate ghosts: every atom under every non-zero image; keep those within reach of the cell.
     cand = frac_w.unsqueeze(0) + images.unsqueeze(1)  # (I, N, 3)
-    inside = ((cand >= -reach) & (cand < 1.0 + reach)).all(dim=2)
-    img_idx, atom_idx = torch.nonzero(inside, as_tuple=True)
+    inside = ((cand >= -reach) & (cand < 1.0 + reach) | ~periodic).all(dim=2)
+    nz = torch.nonzero(inside)
+    img_idx = nz[:, 0]
+    atom_idx = nz[:, 1]
     ghost_frac = cand[img_idx, atom_idx]
     points = torch.cat([frac_w, ghost_frac], dim=0) @ work
     owner = torch.cat([torch.arange(n, device=device), atom_idx])
@@ -125,7 +128,9 @@ def neighbor_list(
         atoms = torch.arange(start, min(n, start + chunk), device=device)
         nb3 = bin3[atoms].unsqueeze(1) + offsets.unsqueeze(0)  # (A, 125, 3)
         valid = ((nb3 >= 0) & (nb3 < nbins)).all(dim=2)
-        a_idx, o_idx = torch.nonzero(valid, as_tuple=True)
+        nzv = torch.nonzero(valid)
+        a_idx = nzv[:, 0]
+        o_idx = nzv[:, 1]
         b = (nb3[a_idx, o_idx] * strides).sum(dim=1)
         cnt = counts[b]
         pair = torch.repeat_interleave(torch.arange(cnt.shape[0], device=device), cnt)

@@ -16,7 +16,7 @@ The contraction graph (~1000 entries) is evaluated level by level: slots are ren
 the outputs of each dependency level are contiguous, and each level is one gather-multiply-
 scatter over all its entries.  The graph is only ~5 levels deep.
 """
-from __future__ import annotations
+
 
 from typing import Dict, List, Optional, Tuple
 
@@ -123,7 +123,7 @@ class SUS2Potential(torch.nn.Module):
         self.register_buffer("mapping", torch.as_tensor(new_id[np.asarray(mtp.alpha_moment_mapping)]))
 
     @classmethod
-    def from_mtp(cls, mtp: MTPFile | str, dtype: torch.dtype = torch.float64, species: Optional[List[str]] = None) -> "SUS2Potential":
+    def from_mtp(cls, mtp: "MTPFile | str", dtype: torch.dtype = torch.float64, species: Optional[List[str]] = None) -> "SUS2Potential":
         """Model from an :class:`MTPFile` or a path; ``species`` attaches element names."""
         if not isinstance(mtp, MTPFile):
             from sus2md.io.mtp import read_mtp
@@ -175,12 +175,12 @@ class SUS2Potential(torch.nn.Module):
         ).index_put((self.cheb_row, self.cheb_col), self.radial.reshape(-1))
         w = self.species_weight
         pref = self.scaling * fc * w.index_select(0, ti) * w.index_select(0, tj)
-        return (T.reshape(T.shape[0], -1) @ cmat) * pref.unsqueeze(1)
+        return (T.reshape(T.shape[0], self.n_blocks * self.radial_basis_size) @ cmat) * pref.unsqueeze(1)
 
     def descriptors(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tensor:
         """Scalar basis functions B_i, (N, n_scal) (before the ``c[t_i]`` factor)."""
         n = species.shape[0]
-        r = edge_vec.norm(dim=1)
+        r = torch.sqrt((edge_vec * edge_vec).sum(dim=1))
         u = edge_vec / r.unsqueeze(1)
         rad = self.radial_functions(r, species.index_select(0, edge_i), species.index_select(0, edge_j))
         powers = [torch.ones_like(u)]

@@ -1,0 +1,3 @@
+from sus2md.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""CLI sub-commands, grouped by topic; each module exports ``COMMANDS``."""

@@ -1,0 +1,99 @@
+"""High-level model helpers: load a model file, evaluate ASE frames in batches, error metrics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from sus2md.errors import UsageError
+from sus2md.io.mtp import read_mtp
+from sus2md.nn.calc import evaluate, graph_from_atoms
+from sus2md.nn.potential import SUS2Potential
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def load_model(path: str | Path, species: Sequence[str] | None = None, dtype: str = "float64") -> SUS2Potential:
+    """Eager model from an ``.mtp`` file; ``species`` attaches element names (index = type)."""
+    if dtype not in DTYPES:
+        raise UsageError(f"dtype must be float32 or float64, got {dtype!r}")
+    mtp = read_mtp(path)
+    return SUS2Potential.from_mtp(mtp, dtype=DTYPES[dtype], species=list(species) if species else None)
+
+
+@dataclass
+class FramePrediction:
+    energy: float  # eV
+    forces: np.ndarray  # (N, 3) eV/Å
+    virial: np.ndarray  # (3, 3) eV (PlusStress convention)
+    site_energies: np.ndarray  # (N,) eV
+
+
+def evaluate_frames(
+    model: SUS2Potential, frames: Sequence, batch_atoms: int = 20000, forces: bool = True
+) -> list[FramePrediction]:
+    """Predictions for ASE Atoms carrying ``arrays['mtp_type']``, evaluated in batches of about
+    ``batch_atoms`` atoms (many small cells per call; one call for a large cell)."""
+    dtype = next(model.parameters()).dtype
+    out: list[FramePrediction] = []
+    start = 0
+    while start < len(frames):
+        stop, n = start, 0
+        while stop < len(frames) and (n == 0 or n + len(frames[stop]) <= batch_atoms):
+            n += len(frames[stop])
+            stop += 1
+        chunk = frames[start:stop]
+        g = graph_from_atoms(chunk, model.cutoff, dtype=dtype)
+        res = evaluate(model, g, forces=forces, virial=forces)
+        e = res.energy.detach().double().numpy()
+        se = res.site_energies.detach().double().numpy()
+        f = res.forces.detach().double().numpy() if res.forces is not None else np.zeros((n, 3))
+        w = res.virial.detach().double().numpy() if res.virial is not None else np.zeros((len(chunk), 3, 3))
+        off = 0
+        for k, a in enumerate(chunk):
+            m = len(a)
+            out.append(FramePrediction(float(e[k]), f[off:off + m], w[k], se[off:off + m]))
+            off += m
+        start = stop
+    return out
+
+
+def error_metrics(frames: Sequence, preds: Sequence[FramePrediction]) -> dict:
+    """Energy (per atom), force and virial errors against the labels of ``frames``.
+
+    Energy RMSE is over configurations, sqrt(mean((dE/N)^2)); force errors over all components;
+    virial errors over the 6 PlusStress components (eV).  Frames without a label are skipped for
+    that quantity.
+    """
+    from sus2md.io.data import labels
+
+    de, df, dw, counts = [], [], [], {"energy": 0, "forces": 0, "virial": 0}
+    for a, p in zip(frames, preds):
+        lab = labels(a)
+        if lab["energy"] is not None:
+            de.append((p.energy - lab["energy"]) / len(a))
+            counts["energy"] += 1
+        if lab["forces"] is not None:
+            df.append((p.forces - lab["forces"]).ravel())
+            counts["forces"] += 1
+        if lab["virial_eV"] is not None:
+            idx = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
+            dw.append(p.virial[idx] - np.asarray(lab["virial_eV"])[idx])
+            counts["virial"] += 1
+    m: dict = {"n_configs": len(frames), "n_atoms": int(sum(len(a) for a in frames)), "labelled": counts}
+    if de:
+        de_a = np.array(de)
+        m["energy_rmse_meV_atom"] = 1e3 * float(np.sqrt(np.mean(de_a**2)))
+        m["energy_mae_meV_atom"] = 1e3 * float(np.mean(np.abs(de_a)))
+    if df:
+        df_a = np.concatenate(df)
+        m["force_rmse_eV_A"] = float(np.sqrt(np.mean(df_a**2)))
+        m["force_mae_eV_A"] = float(np.mean(np.abs(df_a)))
+    if dw:
+        dw_a = np.concatenate(dw)
+        m["virial_rmse_eV"] = float(np.sqrt(np.mean(dw_a**2)))
+        m["virial_mae_eV"] = float(np.mean(np.abs(dw_a)))
+    return m
