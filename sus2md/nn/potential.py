@@ -81,8 +81,15 @@ class SUS2Potential(torch.nn.Module):
         self.register_buffer("cheb_row", torch.as_tensor((block[:, None] * R + np.arange(R)[None, :]).reshape(-1)))
         self.register_buffer("cheb_col", torch.as_tensor(np.repeat(mu, R)))
         basic = np.asarray(mtp.alpha_index_basic, dtype=np.int64)
-        self.register_buffer("basic_mu", torch.as_tensor(basic[:, 0].copy()))
-        self.register_buffer("basic_exp", torch.as_tensor(basic[:, 1:].copy()))
+        # All monomials u_x^a u_y^b u_z^c with a+b+c <= L; each basic moment is one
+        # (radial function, monomial) entry of the per-atom matrix sum_j R(r_j) (x) mono(u_j).
+        monos = [(a, b, l - a - b) for l in range(mtp.L + 1) for a in range(l, -1, -1) for b in range(l - a, -1, -1)]
+        mono_index = {e: k for k, e in enumerate(monos)}
+        self.n_mono = len(monos)
+        self.register_buffer("mono_exp", torch.as_tensor(np.array(monos, dtype=np.int64)))
+        self.register_buffer(
+            "basic_flat", torch.as_tensor(np.array([mu * len(monos) + mono_index[(a, b, c)] for mu, a, b, c in basic], dtype=np.int64))
+        )
         self._set_graph(mtp)
         self._mtp_template = mtp  # basis arrays and header for to_mtp (not scripted)
 
@@ -178,19 +185,39 @@ class SUS2Potential(torch.nn.Module):
         return (T.reshape(T.shape[0], self.n_blocks * self.radial_basis_size) @ cmat) * pref.unsqueeze(1)
 
     def descriptors(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tensor:
-        """Scalar basis functions B_i, (N, n_scal) (before the ``c[t_i]`` factor)."""
+        """Scalar basis functions B_i, (N, n_scal) (before the ``c[t_i]`` factor).
+
+        Edges are laid out densely per centre atom, (N, max_neighbors), so the basic moments are
+        one batched matrix product sum_j R_mu(r_ij) mono(u_ij) instead of a scatter over
+        (edges x basic moments); padding slots hold a vector beyond the cutoff and contribute 0.
+        """
         n = species.shape[0]
-        r = torch.sqrt((edge_vec * edge_vec).sum(dim=1))
-        u = edge_vec / r.unsqueeze(1)
-        rad = self.radial_functions(r, species.index_select(0, edge_i), species.index_select(0, edge_j))
+        n_edges = edge_i.shape[0]
+        if n_edges > 1 and not bool((edge_i[1:] >= edge_i[:-1]).all()):
+            order = torch.argsort(edge_i, stable=True)
+            edge_i = edge_i.index_select(0, order)
+            edge_j = edge_j.index_select(0, order)
+            edge_vec = edge_vec.index_select(0, order)
+        counts = torch.bincount(edge_i, minlength=n)
+        max_nb = int(counts.max()) if n_edges > 0 else 1
+        first = torch.cumsum(counts, 0) - counts
+        flat = edge_i * max_nb + (torch.arange(n_edges, device=edge_i.device) - first.index_select(0, edge_i))
+        far = torch.zeros((n * max_nb, 3), dtype=edge_vec.dtype, device=edge_vec.device)
+        far[:, 0] = self.cutoff + 1.0
+        vec = far.index_put((flat,), edge_vec)
+        tj = torch.zeros(n * max_nb, dtype=species.dtype, device=species.device).index_put((flat,), species.index_select(0, edge_j))
+        ti = species.repeat_interleave(max_nb)
+        r = torch.sqrt((vec * vec).sum(dim=1))
+        u = vec / r.unsqueeze(1)
+        rad = self.radial_functions(r, ti, tj).reshape(n, max_nb, self.n_mu)
         powers = [torch.ones_like(u)]
         for _ in range(self.L):
             powers.append(powers[-1] * u)
-        pw = torch.stack(powers, dim=2)  # (E, 3, L+1): u_d^p
-        e = self.basic_exp
+        pw = torch.stack(powers, dim=2)  # (E', 3, L+1): u_d^p
+        e = self.mono_exp
         mono = pw[:, 0, :].index_select(1, e[:, 0]) * pw[:, 1, :].index_select(1, e[:, 1]) * pw[:, 2, :].index_select(1, e[:, 2])
-        contrib = rad.index_select(1, self.basic_mu) * mono  # (E, n_basic)
-        mom = torch.zeros((n, contrib.shape[1]), dtype=contrib.dtype, device=contrib.device).index_add(0, edge_i, contrib)
+        full = torch.bmm(rad.transpose(1, 2), mono.reshape(n, max_nb, self.n_mono))  # (N, n_mu, n_mono)
+        mom = full.reshape(n, self.n_mu * self.n_mono).index_select(1, self.basic_flat)
         e0 = 0
         for n_entries, n_slots in zip(self.level_entry_counts, self.level_slot_counts):
             i0 = self.t_i0[e0:e0 + n_entries]
