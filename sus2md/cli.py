@@ -64,23 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``sus2md`` console script."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone mode: typer handles usage errors (exit 2), --help and Exit codes itself
+        app(args=argv, prog_name="sus2md")
     except Sus2mdError as e:
         if _DEBUG["on"]:
             raise
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise

@@ -1,0 +1,695 @@
+"""``run_protocol``: a staged MD protocol into a run directory, with resume and blow-up detection.
+
+Stages run in order, each with its own integrator (and barostat) in a new Context that takes
+over positions, velocities and box from the previous stage.  The loop advances in chunks that end
+at the next *event* (a thermo row, a frame, a checkpoint, a heat-flux sample, a temperature-ramp
+update, the end of the stage); events sit at multiples of their interval counted from the stage
+start, plus the stage's last step, so an interrupted and resumed run stops at the same steps as an
+uninterrupted one.  Every event checks the state first (:func:`reporters.blowup_problem`): a bad
+state is never written, and the last good one is committed to ``checkpoint.chk``.
+
+Seeds: protocol seed ``s`` gives stage ``i`` the velocity seed ``_seed(s, i, 1)``, the Langevin
+seed ``_seed(s, i, 2)`` and the barostat seed ``_seed(s, i, 3)`` (all recorded in provenance).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from sus2md.engine import reporters as rep
+from sus2md.errors import ConfigError, SimulationError, UsageError
+from sus2md.protocol import NPTStage, Protocol, validate_protocol
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RunResult", "run_protocol", "default_run_dir", "select_replica", "effective_protocol"]
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_protocol` did: ``status`` is completed, interrupted or "nothing to do"."""
+
+    run_dir: Path
+    status: str
+    global_step: int
+    frames: int
+    thermo_rows: int
+    wall_time_s: float
+    signal: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 128 + the signal number of an interrupted run (130 SIGINT, 143 SIGTERM)."""
+        return 0 if self.signal is None else 128 + self.signal
+
+
+def default_run_dir(protocol_path: str | Path, replica: int | None = None) -> Path:
+    """``runs/<protocol stem>`` (+ ``_replica{K}``), relative to the working directory."""
+    name = Path(protocol_path).stem + (f"_replica{replica}" if replica is not None else "")
+    return Path("runs") / name
+
+
+def select_replica(protocol: Protocol, replica: int | None) -> int | None:
+    """``replica``, else ``$SLURM_ARRAY_TASK_ID`` for a protocol with a sweep, else None."""
+    if replica is not None or protocol.sweep is None:
+        return replica
+    env = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if env is None or not env.strip():
+        return None
+    try:
+        return int(env)
+    except ValueError:
+        raise UsageError(f"SLURM_ARRAY_TASK_ID={env!r} is not a replica number") from None
+
+
+def effective_protocol(protocol: Protocol, *, replica: int | None = None, platform: str | None = None,
+                       max_steps: int | None = None) -> Protocol:
+    """The protocol as run: replica values applied, platform overridden, dynamical stages capped."""
+    if protocol.sweep is not None and replica is None:
+        raise UsageError(f"the protocol sweeps {protocol.sweep.parameter} over {protocol.n_replicas} values; "
+                         "pick one with --replica K (or SLURM_ARRAY_TASK_ID)")
+    p = protocol.for_replica(replica) if replica is not None else protocol
+    data = p.resolved_dict()
+    if platform is not None:
+        data["platform"] = platform
+    if max_steps is not None:
+        if max_steps < 0:
+            raise UsageError(f"--steps must be >= 0, got {max_steps}")
+        for st in data["stages"]:
+            if st["type"] != "minimize":
+                st["steps"] = min(st["steps"], max_steps)
+    return validate_protocol(data, source="protocol")
+
+
+def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = False, replica: int | None = None,
+                 platform: str | None = None, max_steps: int | None = None, progress: bool = True,
+                 heat_flux: rep.HeatFluxFunction | None = None,
+                 command_line: list[str] | None = None) -> RunResult:
+    """Run ``protocol`` into ``out_dir`` (see the run-directory contract in ``sus2md.analysis.rundir``).
+
+    Args:
+        protocol: a loaded protocol (:func:`sus2md.protocol.load_protocol`).
+        out_dir: the run directory (created).
+        resume: continue the run in ``out_dir`` from its last checkpoint.
+        replica: run replica ``K`` of the protocol's sweep.
+        platform: override the protocol's OpenMM platform.
+        max_steps: cap every dynamical stage at this many steps (smoke runs).
+        progress: show a tqdm bar on stderr (only when stderr is a terminal).
+        heat_flux: J(positions nm, velocities nm/ps, box nm) -> (3,) eV·Å/ps for NVE stages with
+            ``heat_flux_interval_steps``; default: :func:`sus2md.heatflux.heat_current_from_state`.
+        command_line: recorded in provenance (default ``sys.argv``).
+
+    Returns:
+        A :class:`RunResult`; an interrupted run (SIGINT/SIGTERM) returns status ``interrupted``.
+
+    Raises:
+        ConfigError: an npt stage on a non-periodic structure, bad overrides.
+        UsageError: unwritable or already used run directory, changed protocol on resume.
+        SimulationError: a blow-up (the last good state is kept in ``checkpoint.chk``).
+    """
+    proto = effective_protocol(protocol, replica=replica, platform=platform, max_steps=max_steps)
+    run_dir = Path(out_dir)
+    atoms = _read_structure(proto)
+    mode, ck = _prepare_run_dir(run_dir, proto, resume)
+    if mode == "done":
+        book = json.loads((run_dir / "checkpoint.json").read_text())
+        return RunResult(run_dir, "nothing to do", book["global_step"], book["frames"], book["thermo_rows"], 0.0)
+    if mode == "fresh":
+        _clear_outputs(run_dir)
+        rep.atomic_write(run_dir / "protocol.yaml", yaml.safe_dump(_plain(proto.resolved_dict()), sort_keys=False).encode())
+    runner = StageRunner(proto, run_dir, atoms, progress=progress, heat_flux=heat_flux, replica=replica,
+                         max_steps=max_steps, command_line=command_line if command_line is not None else sys.argv)
+    with _signals_to(runner):
+        status, wall = runner.run(ck)
+    sig = runner.stop_signal if status == "interrupted" else None
+    c = runner.counts
+    return RunResult(run_dir, status, runner.global_step, c["frames"], c["thermo_rows"], wall, sig)
+
+
+def _plain(data: Any) -> Any:
+    """Tuples -> lists, recursively (what a YAML round trip gives)."""
+    return json.loads(json.dumps(data))
+
+
+def _read_structure(proto: Protocol) -> Any:
+    from sus2md.io.structures import read_structure, validate_structure
+
+    s = proto.structure
+    atoms = read_structure(s.path, format=s.format, species=s.species)
+    if list(s.supercell) != [1, 1, 1]:
+        atoms = atoms.repeat(tuple(s.supercell))
+    validate_structure(atoms, source=Path(s.path).name)
+    for i, stage in enumerate(proto.stages):
+        if isinstance(stage, NPTStage) and not atoms.pbc.all():
+            raise ConfigError(f"stages[{i}] ({stage.name}): an npt stage needs a structure periodic in all three "
+                              f"directions; {Path(s.path).name} has pbc={atoms.pbc.tolist()}")
+    return atoms
+
+
+def _prepare_run_dir(run_dir: Path, proto: Protocol, resume: bool) -> tuple[str, Any]:
+    """("fresh" | "resume" | "done", checkpoint or None); refuses to overwrite a run."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".sus2md-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to the output directory {run_dir}: {exc.strerror or exc}") from None
+    if not (run_dir / "protocol.yaml").exists():
+        return "fresh", None
+    book_path = run_dir / "checkpoint.json"
+    book = json.loads(book_path.read_text()) if book_path.exists() else {}
+    if not resume:
+        what = "a completed run" if book.get("completed") else "an unfinished run"
+        hint = "--resume (nothing to do)" if book.get("completed") else "--resume to continue it"
+        raise UsageError(f"{run_dir} already holds {what}; pass {hint} or choose another --out")
+    _check_same_protocol(run_dir / "protocol.yaml", proto)
+    if book.get("completed"):
+        return "done", None
+    ck = rep.read_checkpoint(run_dir)
+    if ck is None:
+        log.warning("%s has no checkpoint yet: starting the run from the beginning", run_dir)
+        return "fresh", None
+    return "resume", ck
+
+
+def _check_same_protocol(stored_path: Path, proto: Protocol) -> None:
+    stored = yaml.safe_load(stored_path.read_text())
+    now = _plain(proto.resolved_dict())
+    where = _first_difference(stored, now, "")
+    if where is not None:
+        raise UsageError(f"cannot resume: the protocol differs from {stored_path} at {where[0]} "
+                         f"({where[1]!r} there, {where[2]!r} now); resume with the same protocol and "
+                         "--platform/--steps/--replica, or start a new run with --out")
+
+
+def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else (path or "<root>", a, b)
+
+
+_OUTPUTS = ("trajectory.dcd", "trajectory.xtc", "frames.csv", "thermo.csv", "heat_flux.csv", "checkpoint.chk",
+            "checkpoint.json", "checkpoint.chk.tmp", "provenance.json", "final_state.xml", "topology.pdb")
+
+
+def _clear_outputs(run_dir: Path) -> None:
+    """Remove what an earlier, never-checkpointed attempt left (final.* included)."""
+    for name in _OUTPUTS:
+        (run_dir / name).unlink(missing_ok=True)
+    for p in run_dir.glob("final.*"):
+        p.unlink()
+
+
+@contextmanager
+def _signals_to(runner: StageRunner) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``runner.stop_signal``; the run stops after the current chunk.  A second
+    SIGINT raises KeyboardInterrupt at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if runner.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        runner.stop_signal = signum
+        log.warning("signal %d: stopping after the current report", signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# --- the stage loop -----------------------------------------------------------------------------
+
+#: a temperature ramp updates the thermostat target every this many steps
+RAMP_UPDATE_STEPS = 10
+_COUNTS = ("frames", "thermo_rows", "heat_flux_rows")
+
+
+def _seed(seed: int, stage_index: int, salt: int) -> int:
+    """A positive 31-bit seed (OpenMM takes 0 to mean 'pick one at random')."""
+    return 1 + (seed * 1_000_003 + stage_index * 7919 + salt * 104_729) % 2_147_483_000
+
+
+def _stage_seeds(seed: int, i: int, stage: Any) -> dict[str, int]:
+    """The seeds stage ``i`` actually uses (for provenance)."""
+    out = {}
+    if getattr(stage, "initial_velocities", None) == "maxwell":
+        out["velocities"] = _seed(seed, i, 1)
+    if getattr(stage, "thermostat", None) == "langevin":
+        out["thermostat"] = _seed(seed, i, 2)
+    if stage.type == "npt":
+        out["barostat"] = _seed(seed, i, 3)
+    return out
+
+
+def _next_multiple(step: int, n: int) -> int:
+    return (step // n + 1) * n
+
+
+class StageRunner:
+    """Runs the stages of one (effective) protocol into ``run_dir``; see :func:`run_protocol`."""
+
+    def __init__(self, proto: Protocol, run_dir: Path, atoms: Any, *, progress: bool,
+                 heat_flux: rep.HeatFluxFunction | None, replica: int | None, max_steps: int | None,
+                 command_line: list[str]) -> None:
+        self.proto, self.run_dir, self.atoms = proto, run_dir, atoms
+        self.stages = list(proto.stages)
+        self.n_atoms = len(atoms)
+        self.steps = [getattr(s, "steps", 0) or 0 for s in self.stages]
+        self.step_offset = [sum(self.steps[:i]) for i in range(len(self.stages))]
+        dts = [getattr(s, "timestep_fs", 0.0) / 1000.0 for s in self.stages]
+        self.time_offset = [sum(n * dt for n, dt in zip(self.steps[:i], dts[:i])) for i in range(len(self.stages))]
+        self.counts = {k: 0 for k in _COUNTS}
+        self.global_step = 0
+        self.stop_signal: int | None = None
+        self.last_good: tuple[bytes, dict[str, Any]] | None = None
+        self.heat_flux = heat_flux
+        seeds = {"protocol": proto.seed, "stages": {s.name: _stage_seeds(proto.seed, i, s) for i, s in enumerate(self.stages)}}
+        self.prov = rep.Provenance(run_dir, proto, atoms, replica=replica, max_steps=max_steps,
+                                   command_line=command_line, seeds=seeds)
+        self._progress_enabled = progress and sys.stderr.isatty()
+        self._module: Any = None
+        self._writers: dict[str, Any] = {}
+        self._rate_mark = (0.0, 0)
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def run(self, ck: tuple[bytes, dict[str, Any]] | None) -> tuple[str, float]:
+        """Run (or resume) all stages; returns (status, wall seconds of this session)."""
+        from tqdm import tqdm
+
+        self.prov.begin(resumed_from=None if ck is None else ck[1]["global_step"])
+        self._pbar = tqdm(total=sum(self.steps), initial=0 if ck is None else ck[1]["global_step"], unit="step",
+                          file=sys.stderr, disable=not self._progress_enabled, dynamic_ncols=True)
+        try:
+            status = self._run_stages(ck)
+        except BaseException as exc:
+            self._close()
+            failed = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc}"
+            self.prov.end(failed, self._platform_info())
+            raise
+        self._close()
+        self.prov.end(status, self._platform_info())
+        return status, self.prov.session_wall
+
+    def _close(self) -> None:
+        self._pbar.close()
+        for w in self._writers.values():
+            w.close()
+
+    def _adapter(self) -> Any:
+        if self._module is None:
+            from sus2md.engine.force import bound_adapter
+
+            m = self.proto.model
+            self._module = bound_adapter(m.path, self.atoms, dtype=self.proto.dtype, species=m.species)
+        return self._module
+
+    def _simulation(self, i: int, step: int) -> Any:
+        """A new Simulation for stage ``i`` with its integrator (and barostat), thermostat at ``step``."""
+        from sus2md.engine.integrators import create_simulation, make_barostat, make_integrator
+        from sus2md.protocol import MinimizeStage, NVEStage
+
+        p, stage = self.proto, self.stages[i]
+        barostat = None
+        if isinstance(stage, MinimizeStage):
+            integ = make_integrator("verlet", 1.0)
+        elif isinstance(stage, NVEStage):
+            integ = make_integrator("verlet", stage.timestep_fs)
+        else:
+            t = self._target(i, step)
+            integ = make_integrator(stage.thermostat, stage.timestep_fs, t, friction_per_ps=stage.friction_per_ps or 1.0,
+                                    collision_frequency_per_ps=stage.collision_frequency_per_ps or 1.0,
+                                    seed=_seed(p.seed, i, 2))
+            if isinstance(stage, NPTStage):
+                barostat = make_barostat(stage.barostat, stage.pressure_bar, t, stage.barostat_interval_steps,
+                                         seed=_seed(p.seed, i, 3))
+        sim = create_simulation(self.atoms, self._adapter(), backend=p.backend, dtype=p.dtype, platform=p.platform,
+                                precision=p.precision, threads=p.threads, integrator=integ, barostat=barostat,
+                                remove_com_motion=p.remove_com_motion, cuda_graphs=p.cuda_graphs)
+        self._context_info(sim)
+        return sim
+
+    def _context_info(self, sim: Any) -> None:
+        """Remember the platform and the per-system constants (dof, mass, periodicity)."""
+        import openmm
+
+        system, ctx = sim.system, sim.context
+        self._platform = ctx.getPlatform()
+        self._context = ctx
+        self.periodic = system.usesPeriodicBoundaryConditions()
+        com = any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
+        self.dof = 3 * system.getNumParticles() - system.getNumConstraints() - (3 if com else 0)
+        self.total_mass = sum(system.getParticleMass(k)._value for k in range(system.getNumParticles()))
+
+    def _platform_info(self) -> dict[str, Any]:
+        plat = getattr(self, "_platform", None)
+        if plat is None:
+            return {"name": self.proto.platform}
+        props = {}
+        for name in plat.getPropertyNames():
+            try:
+                props[name] = plat.getPropertyValue(self._context, name)
+            except Exception:  # noqa: BLE001 - some properties cannot be read back
+                pass
+        return {"name": plat.getName(), "properties": props}
+
+    def _open_writers(self, topology: Any, append: bool) -> None:
+        fmt = self.proto.output.trajectory_format
+        d = self.run_dir
+        self._writers = {
+            "trajectory": rep.TrajectoryWriter(d / f"trajectory.{fmt}", topology, fmt, append=append),
+            "frames": rep.CsvLog(d / "frames.csv", rep.FRAMES_COLUMNS, append=append),
+            "thermo": rep.CsvLog(d / "thermo.csv", rep.THERMO_COLUMNS, append=append),
+        }
+        if any(getattr(s, "heat_flux_interval_steps", None) for s in self.stages):
+            self._writers["heat_flux"] = rep.CsvLog(d / "heat_flux.csv", rep.HEAT_FLUX_COLUMNS, append=append)
+
+    def _truncate_outputs(self, book: dict[str, Any]) -> None:
+        """Cut every data file back to what checkpoint ``book`` counted (resume)."""
+        fmt = self.proto.output.trajectory_format
+        d = self.run_dir
+        rep.truncate_trajectory(d / f"trajectory.{fmt}", fmt, book["frames"], self.n_atoms, bool(self.atoms.pbc.all()))
+        rep.truncate_csv(d / "frames.csv", book["frames"])
+        rep.truncate_csv(d / "thermo.csv", book["thermo_rows"])
+        if (d / "heat_flux.csv").exists() or book["heat_flux_rows"]:
+            rep.truncate_csv(d / "heat_flux.csv", book["heat_flux_rows"])
+        for p in d.glob("final.*"):
+            p.unlink()
+
+    # -- the stages ----------------------------------------------------------------------------
+
+    def _run_stages(self, ck: tuple[bytes, dict[str, Any]] | None) -> str:
+        from openmm import unit
+
+        from sus2md.engine.system import write_topology_pdb
+        from sus2md.protocol import MinimizeStage
+
+        i0, step0, sim, carried = 0, 0, None, None
+        if ck is None:
+            sim = self._simulation(0, 0)
+            st = sim.context.getState(getPositions=True, enforcePeriodicBox=False)
+            box = st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) if self.periodic else None
+            write_topology_pdb(sim.topology, st.getPositions(asNumpy=True).value_in_unit(unit.nanometer), box,
+                               self.run_dir / "topology.pdb")
+            self._open_writers(sim.topology, append=False)
+        else:
+            chk, book = ck
+            i0, step0 = book["stage_index"], book["step_in_stage"]
+            self.counts = {k: book[k] for k in _COUNTS}
+            self.global_step = book["global_step"]
+            self.last_good = ck
+            self._truncate_outputs(book)
+            sim = self._simulation(i0, step0)
+            sim.context.loadCheckpoint(chk)
+            self._open_writers(sim.topology, append=True)
+            if book["stage_complete"]:
+                carried, sim, i0 = self._carry(sim), None, i0 + 1
+        for i in range(i0, len(self.stages)):
+            resumed = ck is not None and i == i0
+            if sim is None:
+                sim = self._simulation(i, 0)
+                self._apply(sim, carried)
+            if not resumed:
+                sim.context.setTime(self.time_offset[i])
+            if isinstance(self.stages[i], MinimizeStage):
+                self._minimize(i, sim)
+            elif not self._dynamics(i, sim, step0 if resumed else 0, resumed):
+                return "interrupted"
+            carried, sim = self._carry(sim), None
+            if self.stop_signal is not None:
+                return "interrupted"
+        self._finish(carried)
+        return "completed"
+
+    def _carry(self, sim: Any) -> Any:
+        return sim.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=False)
+
+    def _apply(self, sim: Any, state: Any) -> None:
+        """Positions, velocities and box of ``state`` into the new stage's Context."""
+        ctx = sim.context
+        if self.periodic:
+            ctx.setPeriodicBoxVectors(*state.getPeriodicBoxVectors())
+        ctx.setPositions(state.getPositions())
+        ctx.setVelocities(state.getVelocities())
+
+    def _target(self, i: int, step: int) -> float | None:
+        """Thermostat target (K) at ``step`` of stage ``i``: ramps move in RAMP_UPDATE_STEPS chunks."""
+        stage = self.stages[i]
+        if not hasattr(stage, "temperature_at") or stage.type == "nve":
+            return None
+        n = self.steps[i]
+        if n == 0:
+            return stage.temperature_at(0.0)
+        return stage.temperature_at((step // RAMP_UPDATE_STEPS) * RAMP_UPDATE_STEPS / n)
+
+    def _minimize(self, i: int, sim: Any) -> None:
+        from sus2md.engine.integrators import minimize
+
+        stage = self.stages[i]
+        self._pbar.set_description(stage.name)
+        e0, e1 = minimize(sim, stage.tolerance_kJ_mol_nm, stage.max_iterations)
+        self.prov.stage_minimized(i, e0, e1)
+        self._event_checkpoint(i, sim, 0, complete=True)
+
+    def _dynamics(self, i: int, sim: Any, step: int, resumed: bool) -> bool:
+        """Run stage ``i`` from ``step``; False when a signal stopped it (checkpoint written)."""
+        import openmm
+        from openmm import unit
+
+        stage, n, ctx = self.stages[i], self.steps[i], sim.context
+        if not resumed and stage.initial_velocities == "maxwell":
+            t0 = self._target(i, 0) or stage.temperature_K
+            ctx.setVelocitiesToTemperature(t0 * unit.kelvin, _seed(self.proto.seed, i, 1))
+        if not resumed:
+            self.last_good = (rep.checkpoint_bytes(ctx), self._book(i, 0, complete=n == 0))
+        self._pbar.set_description(stage.name)
+        self._rate_mark = (time.perf_counter(), self.step_offset[i] + step)
+        ramp = getattr(stage, "temperature_ramp_K", None) is not None
+        t_set = None
+        while step < n:
+            if self.stop_signal is not None:
+                self._interrupt(i, sim, step)
+                return False
+            if ramp and self._target(i, step) != t_set:
+                t_set = self._set_temperature(sim, self._target(i, step))
+            stop = self._next_stop(i, step, ramp)
+            t0 = time.perf_counter()
+            try:
+                sim.step(stop - step)
+            except openmm.OpenMMException as exc:
+                self._blowup(i, stop, f"OpenMM failed ({str(exc).splitlines()[0]})")
+            self.prov.stage_progress(i, stop - step, self.n_atoms, time.perf_counter() - t0)
+            self._pbar.update(stop - step)
+            step = stop
+            self.global_step = self.step_offset[i] + step
+            self._event(i, sim, step)
+        if n == 0:
+            self._event_checkpoint(i, sim, 0, complete=True)
+        return True
+
+    def _set_temperature(self, sim: Any, t: float) -> float:
+        sim.integrator.setTemperature(t)
+        for f in sim.system.getForces():
+            if "Barostat" in type(f).__name__:
+                sim.context.setParameter(type(f).Temperature(), t)
+        return t
+
+    def _next_stop(self, i: int, step: int, ramp: bool) -> int:
+        stage = self.stages[i]
+        stops = [self.steps[i], _next_multiple(step, stage.report_interval_steps),
+                 _next_multiple(step, stage.trajectory_interval_steps),
+                 _next_multiple(step, self.proto.output.checkpoint_interval_steps)]
+        if ramp:
+            stops.append(_next_multiple(step, RAMP_UPDATE_STEPS))
+        hf = getattr(stage, "heat_flux_interval_steps", None)
+        if hf:
+            stops.append(_next_multiple(step, hf))
+        return min(stops)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _book(self, i: int, step: int, complete: bool) -> dict[str, Any]:
+        stage = self.stages[i]
+        return {"version": 1, "stage_index": i, "stage": stage.name, "step_in_stage": step,
+                "stage_complete": complete, "global_step": self.step_offset[i] + step,
+                "time_ps": self._time(i, step), **self.counts, "completed": False}
+
+    def _time(self, i: int, step: int) -> float:
+        return self.time_offset[i] + step * getattr(self.stages[i], "timestep_fs", 0.0) / 1000.0
+
+    def _event(self, i: int, sim: Any, step: int) -> None:
+        """Check the state at ``step`` and write what is due there (rows, frame, checkpoint)."""
+        stage, last = self.stages[i], step == self.steps[i]
+        report = last or step % stage.report_interval_steps == 0
+        frame = last or step % stage.trajectory_interval_steps == 0
+        chk = last or step % self.proto.output.checkpoint_interval_steps == 0
+        hf_every = getattr(stage, "heat_flux_interval_steps", None)
+        hf = bool(hf_every) and step % hf_every == 0
+        if not (report or frame or chk or hf):
+            return
+        snap = self._checked_snapshot(i, sim, step)
+        gstep, t_ps = self.step_offset[i] + step, self._time(i, step)
+        if report:
+            now, (t_mark, g_mark) = time.perf_counter(), self._rate_mark
+            rate = self.n_atoms * (gstep - g_mark) / (now - t_mark) if now > t_mark and gstep > g_mark else None
+            self._rate_mark = (now, gstep)
+            vals = rep.thermo_values(snap, self.dof, self.total_mass, self._pressure(snap))
+            self._writers["thermo"].write([gstep, t_ps, i, stage.name, *vals.values(), rate])
+            self.counts["thermo_rows"] += 1
+            if rate:
+                self._pbar.set_postfix_str(f"{rate:.3g} atom-steps/s", refresh=False)
+        if frame:
+            self._writers["trajectory"].write(snap.positions_nm, snap.box_nm)
+            self._writers["frames"].write([self.counts["frames"], i, stage.name, gstep, t_ps])
+            self.counts["frames"] += 1
+        if hf:
+            j = self._heat_flux()(snap.positions_nm, snap.velocities_nm_ps, snap.box_nm)
+            self._writers["heat_flux"].write([gstep, t_ps, i, *map(float, j)])
+            self.counts["heat_flux_rows"] += 1
+        if chk:
+            self._event_checkpoint(i, sim, step, complete=last)
+        else:
+            self.last_good = (rep.checkpoint_bytes(sim.context), self._book(i, step, complete=False))
+
+    def _checked_snapshot(self, i: int, sim: Any, step: int) -> rep.Snapshot:
+        snap = rep.take_snapshot(sim.context, self.periodic)
+        problem = rep.blowup_problem(snap, self.dof, self._target(i, step))
+        if problem is not None:
+            self._blowup(i, step, problem)
+        return snap
+
+    def _event_checkpoint(self, i: int, sim: Any, step: int, complete: bool) -> None:
+        for w in self._writers.values():
+            w.sync()
+        book = self._book(i, step, complete)
+        data = rep.checkpoint_bytes(sim.context)
+        rep.write_checkpoint(self.run_dir, data, book)
+        self.last_good = (data, book)
+
+    def _pressure(self, snap: rep.Snapshot) -> float | None:
+        """Virial pressure (bar) of a periodic system, from the eager model."""
+        if snap.box_nm is None:
+            return None
+        model, index = self._eager()
+        return rep.virial_pressure_bar(model, index, snap)
+
+    def _eager(self) -> tuple[Any, Any]:
+        """The run's model as an eager (or scripted) SUS2Potential and each atom's species index."""
+        if getattr(self, "_eager_model", None) is None:
+            from sus2md.io.data import species_index
+
+            self._eager_model = _load_eager(self.proto)
+            names = list(self._eager_model.species_names)
+            self._species_index = species_index(self.atoms, names, source="structure")
+        return self._eager_model, self._species_index
+
+    def _heat_flux(self) -> rep.HeatFluxFunction:
+        if self.heat_flux is None:
+            self.heat_flux = _default_heat_flux(self.proto, self.atoms, self._eager()[0])
+        return self.heat_flux
+
+    def _interrupt(self, i: int, sim: Any, step: int) -> None:
+        """A signal arrived: checkpoint the (checked) current state and stop."""
+        self._checked_snapshot(i, sim, step)
+        self._event_checkpoint(i, sim, step, complete=False)
+        log.warning("interrupted at stage '%s' step %d; checkpoint written", self.stages[i].name, step)
+
+    def _blowup(self, i: int, step: int, problem: str) -> None:
+        """Commit the last good state and raise SimulationError naming the stage, step and cause."""
+        stage = self.stages[i]
+        kept = "no good state to keep"
+        if self.last_good is not None:
+            data, book = self.last_good
+            rep.write_checkpoint(self.run_dir, data, book)
+            where = (f"step {book['step_in_stage']}" if book["stage_index"] == i
+                     else f"end of stage '{book['stage']}'")
+            kept = f"last good state kept in checkpoint.chk ({where})"
+        dt = getattr(stage, "timestep_fs", None)
+        raise SimulationError(f"stage '{stage.name}' step {step}: {problem}; likely cause: timestep too large "
+                              f"({dt} fs) or the structure left the model's training domain; {kept}")
+
+    def _finish(self, state: Any) -> None:
+        """final.<fmt> structures, final_state.xml, and the checkpoint marked completed."""
+        import numpy as np
+        import openmm
+        from ase import units as ase_units
+        from openmm import unit
+
+        from sus2md.units import NM_TO_ANGSTROM
+
+        atoms = self.atoms.copy()
+        atoms.set_positions(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * NM_TO_ANGSTROM)
+        v = state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond) * NM_TO_ANGSTROM
+        atoms.set_velocities(np.asarray(v) / (1000.0 * ase_units.fs))
+        if self.periodic:
+            atoms.set_cell(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) * NM_TO_ANGSTROM)
+            atoms.wrap()
+        _write_final(self.run_dir, atoms, self.proto.output.final_structure_formats)
+        rep.atomic_write(self.run_dir / "final_state.xml", openmm.XmlSerializer.serialize(state).encode())
+        if self.last_good is not None:
+            data, book = self.last_good
+            rep.write_checkpoint(self.run_dir, data, {**book, "completed": True})
+
+
+_FINAL_FORMATS = {"extxyz": ("extxyz", "extxyz"), "cif": ("cif", "cif"), "pdb": ("pdb", "proteindatabank"),
+                  "vasp": ("vasp", "vasp"), "lammps-data": ("lammps-data", "lammps-data")}
+
+
+def _write_final(run_dir: Path, atoms: Any, formats: tuple[str, ...]) -> None:
+    import ase.io
+
+    for fmt in formats:
+        ext, ase_fmt = _FINAL_FORMATS[fmt]
+        a = atoms.copy()
+        if fmt != "extxyz":  # velocities and extra arrays are extxyz-only
+            a.set_momenta(None)
+            a.arrays.pop("mtp_type", None)
+        ase.io.write(run_dir / f"final.{ext}", a, format=ase_fmt)
+
+
+def _load_eager(proto: Protocol) -> Any:
+    """SUS2Potential of the protocol's model (scripted when the model is a compiled ``.pt``)."""
+    path = Path(proto.model.path)
+    if path.suffix == ".pt":
+        from sus2md.export import load_compiled
+
+        return load_compiled(path)[0].model
+    from sus2md.model import load_model
+
+    return load_model(path, species=proto.model.species, dtype=proto.dtype)
+
+
+def _default_heat_flux(proto: Protocol, atoms: Any, model: Any) -> rep.HeatFluxFunction:
+    """J from :func:`sus2md.heatflux.heat_current_from_state` with the run's eager model."""
+    from functools import partial
+
+    from sus2md.heatflux import heat_current_from_state
+
+    return partial(heat_current_from_state, model, atoms.get_chemical_symbols(), masses_amu=atoms.get_masses())
