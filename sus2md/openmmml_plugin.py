@@ -1,0 +1,117 @@
+"""openmm-ml plugin: ``MLPotential('sus2', modelPath=..., species=[...])``.
+
+Registered through the ``openmmml.potentials`` entry point (``pyproject.toml``), so::
+
+    from openmmml import MLPotential
+    potential = MLPotential("sus2", modelPath="cu2se.mtp", species=["Cu", "Se"])
+    system = potential.createSystem(topology)                        # TorchForce, float64
+    system = potential.createSystem(topology, backend="python", dtype="float32")
+
+Arguments of ``MLPotential``: ``modelPath`` (``.mtp`` or a ``sus2md compile`` file), ``species``
+(the model's element symbols in type order, for ``.mtp`` files that name none) and ``dtype``.
+Arguments of ``createSystem``/``createMixedSystem``: ``backend`` (``torch`` or ``python``),
+``dtype`` (overrides the constructor's) and ``useCudaGraphs``.  Particles map to species by
+their topology element.  The force is built by :func:`sus2md.engine.force.to_openmm_force`;
+this module only adapts openmm-ml's calling convention (nm and kJ/mol are already the adapter's).
+
+openmm-ml imports ``openmm`` before this module is loaded, and the Torch plugin of OpenMM does
+not load when ``openmm`` is imported before ``torch`` (INSTALL-NOTES); :func:`_ensure_torch_plugin`
+loads the Torch plugin libraries again once ``torch`` is imported, which makes ``TorchForce``
+usable whatever the user's import order.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Sequence
+
+import torch  # noqa: F401  (before openmm's Torch plugin is (re)loaded)
+
+import openmm  # isort: skip
+import openmm.app  # isort: skip
+from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory  # isort: skip
+
+from sus2md.errors import UsageError
+
+__all__ = ["SUS2PotentialImplFactory", "SUS2PotentialImpl"]
+
+log = logging.getLogger(__name__)
+
+
+def _ensure_torch_plugin() -> None:
+    """Load the OpenMM Torch plugin libraries that failed to load because ``openmm`` was imported
+    before ``torch`` (their error is a missing CUDA runtime library that ``import torch`` provides).
+    Libraries that still cannot load (e.g. OpenCL ones without ``libOpenCL``) are left alone."""
+    import openmmtorch  # noqa: F401
+
+    for message in openmm.Platform.getPluginLoadFailures():
+        found = re.match(r"Error loading library (\S+?Torch\S*?\.(?:so|dylib|dll)): ", message)
+        if found is None or found.group(1) in _RELOADED:
+            continue
+        _RELOADED.add(found.group(1))
+        try:
+            openmm.Platform.loadPluginLibrary(found.group(1))
+        except Exception as e:  # OpenMM raises its own exception type
+            log.debug("OpenMM plugin %s still does not load: %s", found.group(1), e)
+
+
+_RELOADED: set[str] = set()
+
+
+class SUS2PotentialImpl(MLPotentialImpl):
+    """Adds one SUS2 force for the selected atoms of a topology."""
+
+    def __init__(self, name: str, modelPath: str, species: Sequence[str] | None = None, dtype: str | None = None):
+        self.name = name
+        self.modelPath = str(modelPath)
+        self.species = list(species) if species is not None else None
+        self.dtype = dtype
+
+    def addForces(self, topology: openmm.app.Topology, system: openmm.System, atoms: Iterable[int] | None,
+                  forceGroup: int, backend: str = "torch", dtype: str | None = None, useCudaGraphs: bool = False,
+                  **args) -> None:
+        """Add the force (openmm-ml calls this from ``createSystem``/``createMixedSystem``).
+
+        A subset of ``atoms`` needs ``backend='python'`` (``PythonForce.setParticles``): the
+        TorchForce adapter always receives every particle of the System.
+        """
+        from sus2md.engine.force import to_openmm_force
+
+        included = list(topology.atoms())
+        if atoms is not None:
+            atoms = list(atoms)
+            included = [included[i] for i in atoms]
+            if backend != "python" and len(atoms) != system.getNumParticles():
+                raise UsageError("a SUS2 potential on a subset of the atoms needs backend='python' "
+                                 "(createSystem(..., backend='python'))")
+        missing = [a.index for a in included if a.element is None]
+        if missing:
+            raise UsageError(f"topology atoms {missing[:5]} have no element; SUS2 maps particles to species by element")
+        periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
+        if backend == "torch":
+            _ensure_torch_plugin()
+        force = to_openmm_force(self.modelPath, [a.element.symbol for a in included], backend=backend,
+                                dtype=dtype or self.dtype, use_cuda_graphs=useCudaGraphs, species=self.species,
+                                periodic=periodic)
+        if atoms is not None and backend == "python":
+            force.setParticles(atoms)
+        force.setForceGroup(forceGroup)
+        system.addForce(force)
+
+    def getMLLongRange(self) -> bool:
+        """SUS2 is local: every interaction is within the cutoff."""
+        return False
+
+
+class SUS2PotentialImplFactory(MLPotentialImplFactory):
+    """Creates :class:`SUS2PotentialImpl` for ``MLPotential('sus2', modelPath=..., species=..., dtype=...)``."""
+
+    def createImpl(self, name: str, modelPath: str | None = None, species: Sequence[str] | None = None,
+                   dtype: str | None = None, **args) -> MLPotentialImpl:
+        if modelPath is None:
+            raise UsageError("MLPotential('sus2') needs modelPath= (an .mtp file or a sus2md-compiled model)")
+        if args:
+            raise UsageError(f"MLPotential('sus2') got unknown arguments {', '.join(sorted(args))}; "
+                             "it takes modelPath, species and dtype")
+        return SUS2PotentialImpl(name, modelPath, species, dtype)

@@ -1,0 +1,146 @@
+"""LAMMPS export: files parse back (data file types -> species, input regexes, model round trip)."""
+import re
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+
+from sus2md.errors import UnknownSpeciesError, UsageError
+from sus2md.io.mtp import read_mtp, write_mtp
+from sus2md.lammps import MDSettings, export_lammps
+
+from .helpers import cluster, random_model, small_cell
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lmp") / "cuse.mtp"
+    write_mtp(random_model(species=("Cu", "Se")).to_mtp(), path)
+    return path
+
+
+def _structure(triclinic: bool = True) -> Atoms:
+    a = small_cell(seed=2, n_rep=(2, 1, 1), triclinic=triclinic)
+    a.set_chemical_symbols(["Se"] * 3 + ["Cu"] * (len(a) - 3))  # Se first: ASE's default order would differ
+    del a.arrays["mtp_type"]
+    return a
+
+
+def _read_data(path) -> Atoms:
+    return ase.io.read(path, format="lammps-data", atom_style="atomic", units="metal")
+
+
+def test_data_file_types_follow_model_species(model_file, tmp_path):
+    atoms = _structure()
+    out = export_lammps(model_file, atoms, tmp_path / "run")
+    back = _read_data(out.data)
+    assert np.array_equal(back.arrays["type"] - 1, np.where(np.array(atoms.get_chemical_symbols()) == "Cu", 0, 1))
+    assert back.get_chemical_symbols() == atoms.get_chemical_symbols()  # from the Masses section
+    assert np.allclose(back.cell.cellpar(), atoms.cell.cellpar(), atol=1e-8)
+    d0 = atoms.get_all_distances(mic=True)
+    assert np.allclose(back.get_all_distances(mic=True), d0, atol=1e-8)
+    text = out.data.read_text()
+    assert re.search(r"^\s*2 atom types", text, re.M)
+    assert re.search(r"^1\s+63\.54\d*\s+# Cu$", text, re.M) and re.search(r"^2\s+78\.9\d*\s+# Se$", text, re.M)
+
+
+def test_data_file_keeps_unused_species_types(model_file, tmp_path):
+    atoms = Atoms("Se2", positions=[[0, 0, 0], [1.2, 1.2, 1.2]], cell=np.eye(3) * 4.8, pbc=True)
+    out = export_lammps(model_file, atoms, tmp_path)
+    assert re.search(r"^\s*2 atom types", out.data.read_text(), re.M)
+    assert set(_read_data(out.data).arrays["type"]) == {2}
+
+
+def test_input_script(model_file, tmp_path):
+    md = MDSettings(ensemble="npt", temperature_K=600, pressure_bar=1.0, steps=5000, timestep_fs=2.0,
+                    heat_flux_every=10)
+    text = export_lammps(model_file, _structure(), tmp_path, md=md).input.read_text()
+    for pattern in [r"^units\s+metal$", r"^atom_style\s+atomic$", r"^boundary\s+p p p$", r"^newton\s+on$",
+                    r"^read_data\s+structure\.data$", r"^pair_style\s+sus2mtp model\.mtp$", r"^pair_coeff\s+\* \*$",
+                    r"^timestep\s+0\.002$", r"^velocity\s+all create 600 12345 mom yes rot no dist gaussian$",
+                    r"^fix\s+integrate all npt temp 600 600 0\.2 iso 1 1 2$", r"^run\s+5000$",
+                    r"^compute\s+stress_atom all centroid/stress/atom NULL virial$",
+                    r"^compute\s+flux all heat/flux ke_atom pe_atom stress_atom$",
+                    r"^fix\s+heat_flux all print 10 ", r"^dump_modify\s+traj element Cu Se sort id$"]:
+        assert re.search(pattern, text, re.M), pattern
+    assert "type 1 = Cu" in text  # species mapping stated in the header comment
+
+
+def test_cluster_is_boxed_and_shrink_wrapped(model_file, tmp_path):
+    c = cluster(5, seed=1)
+    c.set_chemical_symbols(["Cu", "Se", "Cu", "Se", "Cu"])
+    out = export_lammps(model_file, c, tmp_path, md=MDSettings(ensemble="nve"))
+    text = out.input.read_text()
+    assert re.search(r"^boundary\s+s s s$", text, re.M) and re.search(r"^fix\s+integrate all nve$", text, re.M)
+    back = _read_data(out.data)
+    assert np.allclose(back.get_all_distances(), c.get_all_distances(), atol=1e-8)
+
+
+def test_model_file_round_trip(model_file, tmp_path):
+    out = export_lammps(model_file, _structure(), tmp_path)
+    a, b = read_mtp(model_file), read_mtp(out.model)
+    assert b.species_names == ["Cu", "Se"]
+    for key in ("shift_coeffs", "scal_coeffs", "radial_coeffs", "species_coeffs", "moment_coeffs",
+                "alpha_index_basic", "alpha_index_times", "alpha_moment_mapping"):
+        assert np.array_equal(np.asarray(getattr(a, key)), np.asarray(getattr(b, key))), key
+    assert (a.L, a.scaling, a.max_dist, a.min_dist, a.scaling_map, a.radial_basis_type) == \
+           (b.L, b.scaling, b.max_dist, b.min_dist, b.scaling_map, b.radial_basis_type)
+    readme = out.readme.read_text()
+    assert "| 1 | 0 | Cu |" in readme and "| 2 | 1 | Se |" in readme and "mpirun -np 64 lmp -in in.lammps" in readme
+
+
+def test_errors(model_file, tmp_path):
+    atoms = _structure()
+    with pytest.raises(UsageError, match="npt needs pressure_bar"):
+        export_lammps(model_file, atoms, tmp_path, md=MDSettings(ensemble="npt"))
+    with pytest.raises(UsageError, match="only used with ensemble npt"):
+        export_lammps(model_file, atoms, tmp_path, md=MDSettings(pressure_bar=1.0))
+    with pytest.raises(UsageError, match="ensemble must be one of"):
+        export_lammps(model_file, atoms, tmp_path, md=MDSettings(ensemble="nph"))
+    with pytest.raises(UsageError, match="npt needs a structure periodic"):
+        export_lammps(model_file, cluster(3), tmp_path, md=MDSettings(ensemble="npt", pressure_bar=1.0))
+    bad = atoms.copy()
+    bad.symbols[0] = "S"
+    with pytest.raises(UnknownSpeciesError, match="S"):
+        export_lammps(model_file, bad, tmp_path)
+    with pytest.raises(UsageError, match="3 species names given"):
+        export_lammps(model_file, atoms, tmp_path, species=["Cu", "Se", "S"])
+
+
+def _cli(args: list[str]) -> None:
+    """Run the console entry point; success may return or exit with status 0."""
+    from sus2md.cli import main
+
+    try:
+        main(args)
+    except SystemExit as e:
+        assert e.code in (0, None), e.code
+
+
+def test_cli_export_lammps(model_file, tmp_path):
+    structure = tmp_path / "s.extxyz"
+    ase.io.write(structure, _structure(), format="extxyz")
+    _cli(["export-lammps", str(model_file), str(structure), "-o", str(tmp_path / "out"), "--species", "Cu,Se",
+          "--temperature-K", "500", "--ensemble", "nvt", "--steps", "100", "--timestep-fs", "0.5"])
+    text = (tmp_path / "out" / "in.lammps").read_text()
+    assert re.search(r"^fix\s+integrate all nvt temp 500 500 0\.05$", text, re.M)
+    assert re.search(r"^run\s+100$", text, re.M)
+
+
+def test_cli_reads_lammps_data_with_species(model_file, tmp_path, shared):
+    _cli(["export-lammps", str(model_file), str(shared("reference", "cu2se_1500.lammps-data")), "-o",
+          str(tmp_path), "--species", "Cu,Se", "--steps", "10"])
+    back = _read_data(tmp_path / "structure.data")
+    assert len(back) == 1500 and np.sum(back.arrays["type"] == 1) == 1000
+
+
+def test_cli_usage_error_exits_2(model_file, tmp_path, capsys):
+    from sus2md.cli import main
+
+    structure = tmp_path / "s.extxyz"
+    ase.io.write(structure, _structure(), format="extxyz")
+    with pytest.raises(SystemExit) as exc:
+        main(["export-lammps", str(model_file), str(structure), "-o", str(tmp_path / "out"), "--ensemble", "npt"])
+    assert exc.value.code == 2
+    assert "npt needs pressure_bar" in capsys.readouterr().err
