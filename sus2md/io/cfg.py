@@ -491,7 +491,8 @@ class _CfgParser:
         if "type" not in col:
             return np.zeros(len(rows), dtype=np.int64)
         t = block[:, col["type"]]
-        types = t.astype(np.int64)
+        with np.errstate(invalid="ignore"):  # nan/huge values are reported by the checks below
+            types = t.astype(np.int64)
         checks = [
             (types != t, "AtomData type {v} is not an integer; types are 0-based species indices"),
             (types < 0, "AtomData type {v} is negative; types are 0-based species indices"),

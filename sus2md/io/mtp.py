@@ -158,7 +158,7 @@ def _parse_tuples(r: _Reader, lineno: int, key: str, value: str, width: int) -> 
             raise r.error(f"{key}: entry {k} has {len(parts)} numbers, expected {width}", lineno)
         try:
             out[k] = [int(p) for p in parts]
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: beyond int64
             raise r.error(f"{key}: entry {k} {{{g}}} holds a non-integer", lineno) from None
     return out
 
@@ -170,7 +170,7 @@ def _parse_ints(r: _Reader, lineno: int, key: str, value: str) -> np.ndarray:
     body = v[1:-1].strip()
     try:
         return np.array([int(x) for x in body.split(",")] if body else [], dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: beyond int64
         raise r.error(f"{key}: holds a non-integer", lineno) from None
 
 
@@ -361,6 +361,15 @@ def _check_counts(m: MTPFile, fail) -> None:
         raise fail("alpha_index_times", f"alpha_index_times refers to a moment slot outside 0..{n_mom - 1} (alpha_moments_count = {n_mom})")
     if len(times) and times[:, 3].min() < n_basic:
         raise fail("alpha_index_times", "alpha_index_times writes into a basic moment slot")
+    if len(times):  # file order is topological (SPEC 4.2): read only basic or already-written slots
+        first_write = np.full(n_mom, len(times))
+        np.minimum.at(first_write, times[:, 3], np.arange(len(times)))
+        first_write[:n_basic] = -1
+        early = np.nonzero((first_write[times[:, :2]] >= np.arange(len(times))[:, None]).any(axis=1))[0]
+        if early.size:
+            k = int(early[0])
+            raise fail("alpha_index_times", f"alpha_index_times entry {k} {{{', '.join(map(str, times[k]))}}} reads a slot "
+                                            f"that no earlier entry writes (entries must be in dependency order)")
     if len(mapping) and (mapping.min() < 0 or mapping.max() >= n_mom):
         raise fail("alpha_moment_mapping", f"alpha_moment_mapping refers to a slot outside 0..{n_mom - 1}")
 
