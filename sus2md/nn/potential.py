@@ -87,6 +87,16 @@ class SUS2Potential(torch.nn.Module):
         mono_index = {e: k for k, e in enumerate(monos)}
         self.n_mono = len(monos)
         self.register_buffer("mono_exp", torch.as_tensor(np.array(monos, dtype=np.int64)))
+        # d mono_m / d u_d = a_d(m) * mono_{m - e_d}: a (n_mono, 3*n_mono) matrix P so that
+        # dE/du_d = sum_k mono_k (g_mono @ P)[d*n_mono + k]
+        deriv = np.zeros((len(monos), 3 * len(monos)))
+        for m_idx, ex in enumerate(monos):
+            for d in range(3):
+                if ex[d] > 0:
+                    low = list(ex)
+                    low[d] -= 1
+                    deriv[m_idx, d * len(monos) + mono_index[tuple(low)]] = ex[d]
+        self.register_buffer("mono_deriv", torch.as_tensor(deriv))
         self.register_buffer(
             "basic_flat", torch.as_tensor(np.array([mu * len(monos) + mono_index[(a, b, c)] for mu, a, b, c in basic], dtype=np.int64))
         )
@@ -167,7 +177,12 @@ class SUS2Potential(torch.nn.Module):
     # ------------------------------------------------------------------ evaluation
     def radial_functions(self, r: Tensor, ti: Tensor, tj: Tensor) -> Tensor:
         """R_mu(r; t_i, t_j) for every edge, (E, n_mu); zero beyond the cutoff."""
+        return self._radial(r, ti, tj, False)[0]
+
+    def _radial(self, r: Tensor, ti: Tensor, tj: Tensor, derivative: bool) -> Tuple[Tensor, Tensor]:
+        """R_mu (E, n_mu) and, if asked, dR_mu/dr (SPEC 3.2: T_n' recurrence, dxi/dr = a/2 (1-xi^2))."""
         S = self.n_species
+        nbr = self.n_blocks * self.radial_basis_size
         pair = ti * S + tj
         alpha = self.alpha.reshape(self.n_blocks, S * S).index_select(1, pair).t()  # (E, nb)
         r0 = self.r0.reshape(self.n_blocks, S * S).index_select(1, pair).t()
@@ -175,24 +190,32 @@ class SUS2Potential(torch.nn.Module):
         cheb = [torch.ones_like(xi), xi]
         for _ in range(2, self.radial_basis_size):
             cheb.append(2.0 * xi * cheb[-1] - cheb[-2])
-        T = torch.stack(cheb[: self.radial_basis_size], dim=2)  # (E, nb, R)
-        fc = torch.where(r < self.cutoff, (r - self.cutoff) ** 2, torch.zeros_like(r))
-        cmat = torch.zeros(
-            (self.n_blocks * self.radial_basis_size, self.n_mu), dtype=self.radial.dtype, device=self.radial.device
-        ).index_put((self.cheb_row, self.cheb_col), self.radial.reshape(-1))
+        T = torch.stack(cheb[: self.radial_basis_size], dim=2).reshape(xi.shape[0], nbr)  # (E, nb*R)
+        inside = r < self.cutoff
+        fc = torch.where(inside, (r - self.cutoff) ** 2, torch.zeros_like(r))
+        cmat = torch.zeros((nbr, self.n_mu), dtype=self.radial.dtype, device=self.radial.device).index_put(
+            (self.cheb_row, self.cheb_col), self.radial.reshape(-1)
+        )
         w = self.species_weight
-        pref = self.scaling * fc * w.index_select(0, ti) * w.index_select(0, tj)
-        return (T.reshape(T.shape[0], self.n_blocks * self.radial_basis_size) @ cmat) * pref.unsqueeze(1)
+        pref = self.scaling * w.index_select(0, ti) * w.index_select(0, tj)
+        rad = (T @ cmat) * (pref * fc).unsqueeze(1)
+        if not derivative:
+            return rad, rad
+        dcheb = [torch.zeros_like(xi), torch.ones_like(xi)]
+        for n in range(2, self.radial_basis_size):
+            dcheb.append(2.0 * cheb[n - 1] + 2.0 * xi * dcheb[-1] - dcheb[-2])
+        dxi = 0.5 * alpha * (1.0 - xi * xi)
+        dT = (torch.stack(dcheb[: self.radial_basis_size], dim=2) * dxi.unsqueeze(2)).reshape(xi.shape[0], nbr)
+        dfc = torch.where(inside, 2.0 * (r - self.cutoff), torch.zeros_like(r))
+        drad = ((T @ cmat) * dfc.unsqueeze(1) + (dT @ cmat) * fc.unsqueeze(1)) * pref.unsqueeze(1)
+        return rad, drad
 
-    def descriptors(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tensor:
-        """Scalar basis functions B_i, (N, n_scal) (before the ``c[t_i]`` factor).
-
-        Edges are laid out densely per centre atom, (N, max_neighbors), so the basic moments are
-        one batched matrix product sum_j R_mu(r_ij) mono(u_ij) instead of a scatter over
-        (edges x basic moments); padding slots hold a vector beyond the cutoff and contribute 0.
-        """
+    def _pad(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
+        """Dense per-centre layout (N*max_nb, ...): padded vectors, t_i, t_j, slot of each edge,
+        the sorting permutation used (empty if edges were already grouped by centre), max_nb."""
         n = species.shape[0]
         n_edges = edge_i.shape[0]
+        order = torch.zeros(0, dtype=torch.long, device=edge_i.device)
         if n_edges > 1 and not bool((edge_i[1:] >= edge_i[:-1]).all()):
             order = torch.argsort(edge_i, stable=True)
             edge_i = edge_i.index_select(0, order)
@@ -203,21 +226,25 @@ class SUS2Potential(torch.nn.Module):
         first = torch.cumsum(counts, 0) - counts
         flat = edge_i * max_nb + (torch.arange(n_edges, device=edge_i.device) - first.index_select(0, edge_i))
         far = torch.zeros((n * max_nb, 3), dtype=edge_vec.dtype, device=edge_vec.device)
-        far[:, 0] = self.cutoff + 1.0
+        far[:, 0] = self.cutoff + 1.0  # padding: beyond the cutoff, contributes exactly 0
         vec = far.index_put((flat,), edge_vec)
         tj = torch.zeros(n * max_nb, dtype=species.dtype, device=species.device).index_put((flat,), species.index_select(0, edge_j))
         ti = species.repeat_interleave(max_nb)
-        r = torch.sqrt((vec * vec).sum(dim=1))
-        u = vec / r.unsqueeze(1)
-        rad = self.radial_functions(r, ti, tj).reshape(n, max_nb, self.n_mu)
+        return vec, ti, tj, flat, order, max_nb
+
+    def _monomials(self, u: Tensor) -> Tuple[Tensor, Tensor]:
+        """u_x^a u_y^b u_z^c for every (a,b,c) with a+b+c <= L, (E, n_mono), and the per-axis powers (E, 3, L+1)."""
         powers = [torch.ones_like(u)]
         for _ in range(self.L):
             powers.append(powers[-1] * u)
-        pw = torch.stack(powers, dim=2)  # (E', 3, L+1): u_d^p
+        pw = torch.stack(powers, dim=2)
         e = self.mono_exp
         mono = pw[:, 0, :].index_select(1, e[:, 0]) * pw[:, 1, :].index_select(1, e[:, 1]) * pw[:, 2, :].index_select(1, e[:, 2])
-        full = torch.bmm(rad.transpose(1, 2), mono.reshape(n, max_nb, self.n_mono))  # (N, n_mu, n_mono)
-        mom = full.reshape(n, self.n_mu * self.n_mono).index_select(1, self.basic_flat)
+        return mono, pw
+
+    def _contract(self, mom: Tensor) -> Tensor:
+        """All moment slots (N, n_mom) from the basic ones, one gather-multiply-scatter per level."""
+        n = mom.shape[0]
         e0 = 0
         for n_entries, n_slots in zip(self.level_entry_counts, self.level_slot_counts):
             i0 = self.t_i0[e0:e0 + n_entries]
@@ -228,7 +255,24 @@ class SUS2Potential(torch.nn.Module):
             e0 += n_entries
         if self.n_unused_slots > 0:
             mom = torch.cat([mom, torch.zeros((n, self.n_unused_slots), dtype=mom.dtype, device=mom.device)], dim=1)
-        return mom.index_select(1, self.mapping)
+        return mom
+
+    @torch.jit.export
+    def descriptors(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tensor:
+        """Scalar basis functions B_i, (N, n_scal) (before the ``c[t_i]`` factor).
+
+        Edges are laid out densely per centre atom, (N, max_neighbors), so the basic moments are
+        one batched matrix product sum_j R_mu(r_ij) mono(u_ij) instead of a scatter over
+        (edges x basic moments); padding slots hold a vector beyond the cutoff and contribute 0.
+        """
+        n = species.shape[0]
+        vec, ti, tj, flat, order, max_nb = self._pad(species, edge_i, edge_j, edge_vec)
+        r = torch.sqrt((vec * vec).sum(dim=1))
+        rad = self.radial_functions(r, ti, tj).reshape(n, max_nb, self.n_mu)
+        mono, _ = self._monomials(vec / r.unsqueeze(1))
+        full = torch.bmm(rad.transpose(1, 2), mono.reshape(n, max_nb, self.n_mono))  # (N, n_mu, n_mono)
+        mom = full.reshape(n, self.n_mu * self.n_mono).index_select(1, self.basic_flat)
+        return self._contract(mom).index_select(1, self.mapping)
 
     def forward(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tensor:
         """Per-atom energies E_i (N,), eV.
@@ -241,6 +285,59 @@ class SUS2Potential(torch.nn.Module):
         B = self.descriptors(species, edge_i, edge_j, edge_vec)
         c = self.species_coeffs.index_select(0, species)
         return self.shift.index_select(0, species) + c + c * (B @ self.moment_coeffs)
+
+    @torch.jit.export
+    def energies_and_edge_gradients(
+        self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """Per-atom energies (N,) eV and d_e = dE/dr_e (E, 3) eV/Å, analytically (SPEC 6.2).
+
+        No autograd: the reverse pass through the contraction graph runs level by level
+        (G[i0] += G[o] m Mom[i1], G[i1] += G[o] m Mom[i0]), then
+        d_e = sum_b G_b d(R_mu u^abc)/dr_e with the chain rule through r and u.
+        Used for inference (MD, evaluation); training differentiates ``forward`` instead.
+        """
+        n = species.shape[0]
+        vec, ti, tj, flat, order, max_nb = self._pad(species, edge_i, edge_j, edge_vec)
+        r = torch.sqrt((vec * vec).sum(dim=1))
+        u = vec / r.unsqueeze(1)
+        rad, drad = self._radial(r, ti, tj, True)
+        mono, pw = self._monomials(u)
+        rad3 = rad.reshape(n, max_nb, self.n_mu)
+        mono3 = mono.reshape(n, max_nb, self.n_mono)
+        full = torch.bmm(rad3.transpose(1, 2), mono3)
+        basic = full.reshape(n, self.n_mu * self.n_mono).index_select(1, self.basic_flat)
+        mom = self._contract(basic)
+        c = self.species_coeffs.index_select(0, species)
+        e_site = self.shift.index_select(0, species) + c + c * (mom.index_select(1, self.mapping) @ self.moment_coeffs)
+        # reverse pass: G = dE_i/dMom_i
+        G = torch.zeros_like(mom).index_add(1, self.mapping, c.unsqueeze(1) * self.moment_coeffs.unsqueeze(0))
+        n_basic = basic.shape[1]
+        slot_end = n_basic + sum(self.level_slot_counts)
+        e_end = self.t_i0.shape[0]
+        for lv in range(len(self.level_entry_counts) - 1, -1, -1):
+            n_entries = self.level_entry_counts[lv]
+            slot_end -= self.level_slot_counts[lv]
+            e_start = e_end - n_entries
+            i0 = self.t_i0[e_start:e_end]
+            i1 = self.t_i1[e_start:e_end]
+            g_out = G.index_select(1, self.t_out[e_start:e_end] + slot_end) * self.t_m[e_start:e_end].to(G.dtype)
+            G = G.index_add(1, i0, g_out * mom.index_select(1, i1)).index_add(1, i1, g_out * mom.index_select(1, i0))
+            e_end = e_start
+        g_full = torch.zeros((n, self.n_mu * self.n_mono), dtype=G.dtype, device=G.device).index_add(
+            1, self.basic_flat, G[:, :n_basic]
+        ).reshape(n, self.n_mu, self.n_mono)
+        g_rad = torch.bmm(mono3, g_full.transpose(1, 2)).reshape(n * max_nb, self.n_mu)  # dE/dR_mu per edge
+        # dE/du per edge through the monomial derivative matrix (one small matmul, no loops)
+        g_mono_d = torch.bmm(rad3, g_full @ self.mono_deriv.to(g_full.dtype)).reshape(n * max_nb, 3, self.n_mono)
+        de_du = (g_mono_d * mono.unsqueeze(1)).sum(dim=2)
+        de_dr = (g_rad * drad).sum(dim=1)
+        radial_part = (de_du * u).sum(dim=1, keepdim=True)
+        d_pad = de_dr.unsqueeze(1) * u + (de_du - radial_part * u) / r.unsqueeze(1)
+        d = d_pad.index_select(0, flat)
+        if order.shape[0] > 0:
+            d = torch.zeros_like(d).index_copy(0, order, d)
+        return e_site, d
 
 
 def _with_default_coefficients(mtp: MTPFile) -> MTPFile:

@@ -132,3 +132,20 @@ def test_mtp_round_trip_through_model(model, tmp_path):
     atoms = small_cell(seed=8)
     assert testing.energy_forces_virial(m2, atoms)[0] == testing.energy_forces_virial(model, atoms)[0]
     assert m2.species_names == ["Cu", "Se"]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_analytic_edge_gradients_equal_autograd(model, shuffle):
+    species, i, j, vec = _edges(model, small_cell(seed=9, triclinic=True))
+    if shuffle:  # edges not grouped by centre atom
+        p = torch.randperm(i.shape[0], generator=torch.Generator().manual_seed(0))
+        i, j, vec = i[p], j[p], vec[p]
+    v = vec.clone().requires_grad_(True)
+    e_auto = model(species, i, j, v)
+    (d_auto,) = torch.autograd.grad(e_auto.sum(), v)
+    e_an, d_an = model.energies_and_edge_gradients(species, i, j, vec)
+    assert torch.allclose(e_an, e_auto.detach(), rtol=0, atol=1e-12 * max(1.0, float(e_auto.abs().max())))
+    assert torch.allclose(d_an, d_auto, rtol=0, atol=1e-10 * max(1.0, float(d_auto.abs().max())))
+    scripted = torch.jit.script(model)
+    e_s, d_s = scripted.energies_and_edge_gradients(species, i, j, vec)
+    assert torch.equal(e_s, e_an) and torch.equal(d_s, d_an)
