@@ -149,3 +149,12 @@ def test_analytic_edge_gradients_equal_autograd(model, shuffle):
     scripted = torch.jit.script(model)
     e_s, d_s = scripted.energies_and_edge_gradients(species, i, j, vec)
     assert torch.equal(e_s, e_an) and torch.equal(d_s, d_an)
+
+
+def test_evaluate_analytic_equals_autograd(model):
+    g = graph_from_atoms([small_cell(seed=s) for s in range(3)] + [cluster(5)], model.cutoff)
+    a = evaluate(model, g)
+    b = evaluate(model, g, analytic=True)
+    assert torch.allclose(a.energy.detach(), b.energy, atol=1e-10)
+    assert torch.allclose(a.forces, b.forces, atol=1e-9 * max(1.0, float(a.forces.abs().max())))
+    assert torch.allclose(a.virial, b.virial, atol=1e-9 * max(1.0, float(a.virial.abs().max())))
