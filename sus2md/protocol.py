@@ -9,8 +9,9 @@ nvt, npt, nve) run one after the other on the same System.  Every field with a u
 the protocol file's directory).  ``Protocol.resolved_dict()`` is the YAML the run directory keeps;
 it validates again unchanged.
 
-No torch, no openmm here: the CLI validates a protocol before any heavy import.  YAML parsing,
-validation errors become one-line :class:`ConfigError` messages naming the YAML path.
+No torch, no openmm here: the CLI validates a protocol before any heavy import.  YAML syntax
+errors and schema violations become one-line :class:`ConfigError` messages naming the file and
+the YAML path (``protocol.yaml: stages[2].pressure_bar: must be >= 0, got -5``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from sus2md.errors import ConfigError
 
 Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 
 
@@ -36,9 +38,16 @@ class _Frozen(BaseModel):
 class StructureSpec(_Frozen):
     path: str
     format: str | None = None
-    supercell: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 1, 1)
+    supercell: list[PositiveInt] = [1, 1, 1]
     #: element of each LAMMPS atom type / .cfg type, in type order
     species: tuple[str, ...] | None = None
+
+    @field_validator("supercell")
+    @classmethod
+    def _three(cls, v: list[int]) -> list[int]:
+        if len(v) != 3:
+            raise ValueError(f"must be [nx, ny, nz] (3 values), got {len(v)} values")
+        return v
 
 
 class ModelSpec(_Frozen):
@@ -94,7 +103,7 @@ class _Dynamics(_Frozen):
     @classmethod
     def _sane_timestep(cls, v: float) -> float:
         if not 0 < v <= 10:
-            raise ValueError(f"must be in (0, 10] fs, got {v}")
+            raise ValueError(f"must be in (0, 10] fs, got {v:g}")
         return v
 
     @model_validator(mode="after")
@@ -184,9 +193,9 @@ class Protocol(_Frozen):
     dtype: Literal["float32", "float64"] = "float64"
     backend: Literal["torch", "python"] = "torch"
     threads: PositiveInt | None = None
-    cuda_graphs: bool = False
+    cuda_graphs: Bool = False
     seed: Annotated[Int, Field(ge=0)] = 0
-    remove_com_motion: bool = True
+    remove_com_motion: Bool = True
     output: OutputSpec = OutputSpec()
     sweep: Sweep | None = None
     stages: Annotated[list[Stage], Field(min_length=1)]
@@ -268,7 +277,8 @@ def validate_protocol(data: Any, source: str = "<protocol>", base_dir: str | Pat
     Raises :class:`ConfigError` with one line naming the YAML path of the first problem.
     """
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of protocol keys, got {type(data).__name__}")
+        got = "an empty document" if data is None else type(data).__name__
+        raise ConfigError(f"{source}: expected a mapping with structure, model and stages, got {got}")
     try:
         protocol = Protocol.model_validate(data)
     except ValidationError as exc:
@@ -361,10 +371,12 @@ def _error_line(err: dict) -> str:
     if kind == "extra_forbidden":
         msg = "unknown key" + _did_you_mean(str(loc[-1]), _fields_at(loc))
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        tags = re.findall(r"'([^']*)'", ctx.get("expected_tags", ""))
-        path, what = f"{path}.type", f"unknown stage type {_show(ctx.get('tag'))}"
-        msg = (what if kind == "union_tag_invalid" else "missing") + f" (one of {', '.join(tags)})"
-        msg += _did_you_mean(str(ctx.get("tag")), tags) if kind == "union_tag_invalid" else ""
+        tags, path = list(STAGE_TYPES), f"{path}.type"
+        if kind == "union_tag_invalid":
+            msg = f"unknown stage type {_show(ctx.get('tag'))}{_did_you_mean(str(ctx.get('tag')), tags)}; "
+        else:
+            msg = "missing; "
+        msg += f"expected one of {', '.join(tags)}"
     elif kind == "literal_error":
         options = re.findall(r"'([^']*)'", ctx.get("expected", ""))
         msg = f"must be one of {', '.join(options)}; got {_show(got)}"
@@ -373,8 +385,7 @@ def _error_line(err: dict) -> str:
         msg = "required key is missing"
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-        bound = next(iter(ctx.values()))
-        msg = f"must be {op[kind]} {bound}, got {_show(got)}"
+        msg = f"must be {op[kind]} {next(iter(ctx.values())):g}, got {_show(got)}"
     elif kind in ("too_short", "too_long"):
         word = "at least" if kind == "too_short" else "at most"
         n = ctx.get("min_length", ctx.get("max_length"))
