@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # standalone mode: typer handles usage errors (exit 2), --help and Exit codes itself
         app(args=argv, prog_name="sus2md")
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise  # usage errors (2) and explicit exit codes
     except Sus2mdError as e:
         if _DEBUG["on"]:
             raise

@@ -7,7 +7,9 @@ nvt, npt, nve) run one after the other on the same System.  Every field with a u
 ``duration_ps`` when that was given, rounded to the nearest whole step), and
 ``initial_velocities``; structure and model paths are absolute (a relative path is relative to
 the protocol file's directory).  ``Protocol.resolved_dict()`` is the YAML the run directory keeps;
-it validates again unchanged.
+it validates again unchanged.  The optional ``extrapolation`` section (:class:`ExtrapolationSpec`)
+turns on the extrapolation grade during dynamical stages (see ``sus2md.engine.run``); its
+``active_set``/``training_data`` paths resolve like the structure's.
 
 No torch, no openmm here: the CLI validates a protocol before any heavy import.  YAML syntax
 errors and schema violations become one-line :class:`ConfigError` messages naming the file and
@@ -63,6 +65,45 @@ class OutputSpec(_Frozen):
         "extxyz",
         "cif",
     )
+
+
+class ExtrapolationSpec(_Frozen):
+    """Extrapolation grade during dynamical stages (:class:`sus2md.grade.GradeMonitor`).
+
+    The active set comes from ``active_set`` (an ``.npz`` written by ``sus2md grade --active-set``)
+    or is built at the start of the run from ``training_data`` (``.cfg``/extxyz; ``species``
+    names the element of each ``.cfg`` type when the model names none).  Every
+    ``interval_steps`` steps of a dynamical stage (counted from the stage start) the run grades
+    the state: above ``warn_gamma`` it warns and appends the configuration to ``dump_cfg`` in the
+    run directory, above ``break_gamma`` it stops with a SimulationError.
+    """
+
+    active_set: str | None = None
+    training_data: str | None = None
+    species: tuple[str, ...] | None = None
+    interval_steps: PositiveInt = 100
+    warn_gamma: Annotated[Float, Field(gt=0)] = 2.0
+    break_gamma: Annotated[Float, Field(gt=0)] = 10.0
+    #: file name in the run directory for configurations graded above warn_gamma
+    dump_cfg: str = "extrapolative.cfg"
+
+    @field_validator("dump_cfg")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v or Path(v).name != v or v in (".", ".."):
+            raise ValueError(f"must be a file name inside the run directory (no directories), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExtrapolationSpec:
+        if (self.active_set is None) == (self.training_data is None):
+            given = "both" if self.active_set is not None else "neither"
+            raise ValueError(f"give exactly one of active_set or training_data ({given} given)")
+        if self.species is not None and self.training_data is None:
+            raise ValueError("species: only applies with training_data")
+        if self.warn_gamma > self.break_gamma:
+            raise ValueError(f"warn_gamma: must be <= break_gamma ({self.break_gamma:g}), got {self.warn_gamma:g}")
+        return self
 
 
 class Sweep(_Frozen):
@@ -198,6 +239,7 @@ class Protocol(_Frozen):
     remove_com_motion: Bool = True
     output: OutputSpec = OutputSpec()
     sweep: Sweep | None = None
+    extrapolation: ExtrapolationSpec | None = None
     stages: Annotated[list[Stage], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -263,6 +305,10 @@ def _resolve(p: Protocol, base_dir: Path | None) -> Protocol:
     if base_dir is not None:
         update["structure"] = p.structure.model_copy(update={"path": _absolute(p.structure.path, base_dir)})
         update["model"] = p.model.model_copy(update={"path": _absolute(p.model.path, base_dir)})
+        ex = p.extrapolation
+        if ex is not None:
+            key = "active_set" if ex.active_set is not None else "training_data"
+            update["extrapolation"] = ex.model_copy(update={key: _absolute(getattr(ex, key), base_dir)})
     return p.model_copy(update=update)
 
 
@@ -329,6 +375,7 @@ def _read_yaml(path: Path) -> Any:
 
 _SECTIONS: dict[str, type[BaseModel]] = {
     "structure": StructureSpec, "model": ModelSpec, "output": OutputSpec, "sweep": Sweep,
+    "extrapolation": ExtrapolationSpec,
 }
 _KINDS = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
           "string_type": "a string", "list_type": "a list", "tuple_type": "a list",

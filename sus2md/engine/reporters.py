@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 FRAMES_COLUMNS = ("frame", "stage_index", "stage", "step", "time_ps")
 THERMO_COLUMNS = ("step", "time_ps", "stage_index", "stage", "potential_energy_eV", "kinetic_energy_eV",
                   "total_energy_eV", "temperature_K", "volume_A3", "density_g_cm3", "pressure_bar",
-                  "atom_steps_per_s")
+                  "atom_steps_per_s", "max_gamma")
 HEAT_FLUX_COLUMNS = ("step", "time_ps", "stage_index", "Jx", "Jy", "Jz")
 
 #: g/cm^3 per (amu / Å^3), from ASE's CODATA amu

@@ -8,6 +8,15 @@ start, plus the stage's last step, so an interrupted and resumed run stops at th
 uninterrupted one.  Every event checks the state first (:func:`reporters.blowup_problem`): a bad
 state is never written, and the last good one is committed to ``checkpoint.chk``.
 
+Extrapolation grade (protocol section ``extrapolation``): the active set is loaded (or built from
+the training data) before the run directory is touched; during dynamical stages the state is
+graded at multiples of ``interval_steps`` (plus the stage's last step) right after the blow-up
+check, before anything of that step is written.  A thermo row at a graded step carries the
+largest atomic grade in ``max_gamma`` (empty elsewhere and when grading is off); above
+``warn_gamma`` a warning is logged and the configuration appended to ``dump_cfg`` in the run
+directory; above ``break_gamma`` the run stops like a blow-up (SimulationError naming stage,
+step, gamma and atom; the last good state committed to ``checkpoint.chk``).
+
 Seeds: protocol seed ``s`` gives stage ``i`` the velocity seed ``_seed(s, i, 1)``, the Langevin
 seed ``_seed(s, i, 2)`` and the barostat seed ``_seed(s, i, 3)`` (all recorded in provenance).
 """
@@ -120,16 +129,22 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = Fals
     """
     proto = effective_protocol(protocol, replica=replica, platform=platform, max_steps=max_steps)
     run_dir = Path(out_dir)
+    # everything checkable is checked before the run directory is touched: bad input leaves no trace
     atoms = _read_structure(proto)
+    module = _preflight(proto, atoms)
+    grading = _grading_setup(proto, atoms)
     mode, ck = _prepare_run_dir(run_dir, proto, resume)
     if mode == "done":
         book = json.loads((run_dir / "checkpoint.json").read_text())
         return RunResult(run_dir, "nothing to do", book["global_step"], book["frames"], book["thermo_rows"], 0.0)
     if mode == "fresh":
         _clear_outputs(run_dir)
+        if proto.extrapolation is not None:
+            (run_dir / proto.extrapolation.dump_cfg).unlink(missing_ok=True)
         rep.atomic_write(run_dir / "protocol.yaml", yaml.safe_dump(_plain(proto.resolved_dict()), sort_keys=False).encode())
-    runner = StageRunner(proto, run_dir, atoms, progress=progress, heat_flux=heat_flux, replica=replica,
-                         max_steps=max_steps, command_line=command_line if command_line is not None else sys.argv)
+    runner = StageRunner(proto, run_dir, atoms, module=module, progress=progress, heat_flux=heat_flux, replica=replica,
+                         max_steps=max_steps, command_line=command_line if command_line is not None else sys.argv,
+                         grading=grading)
     with _signals_to(runner):
         status, wall = runner.run(ck)
     sig = runner.stop_signal if status == "interrupted" else None
@@ -146,6 +161,9 @@ def _read_structure(proto: Protocol) -> Any:
     from sus2md.io.structures import read_structure, validate_structure
 
     s = proto.structure
+    if not Path(s.path).is_file():
+        raise UsageError(f"structure.path: file not found: {s.path} (a relative path is relative to the protocol "
+                         "file's directory)")
     atoms = read_structure(s.path, format=s.format, species=s.species)
     if list(s.supercell) != [1, 1, 1]:
         atoms = atoms.repeat(tuple(s.supercell))
@@ -155,6 +173,73 @@ def _read_structure(proto: Protocol) -> Any:
             raise ConfigError(f"stages[{i}] ({stage.name}): an npt stage needs a structure periodic in all three "
                               f"directions; {Path(s.path).name} has pbc={atoms.pbc.tolist()}")
     return atoms
+
+
+def _preflight(proto: Protocol, atoms: Any) -> Any:
+    """The model bound to the structure's species, and the platform checked (UsageError otherwise)."""
+    from sus2md.engine.force import bound_adapter
+    from sus2md.engine.integrators import make_platform
+    from sus2md.errors import UnknownSpeciesError
+
+    m, path = proto.model, Path(proto.model.path)
+    if not path.is_file():
+        raise UsageError(f"model.path: model file not found: {path} (a relative path is relative to the protocol "
+                         "file's directory)")
+    model: Any = str(path)
+    if path.suffix == ".pt":  # compiled: check its metadata (and that it is TorchScript at all) first
+        from sus2md.export import load_compiled
+
+        model = load_compiled(path)[0]
+    try:
+        module = bound_adapter(model, atoms, dtype=proto.dtype, species=m.species)
+    except UnknownSpeciesError as exc:  # name the structure file and the model, not "system"
+        what = str(exc).split(": ", 1)[-1].replace("the model's species", f"the species of {path.name}")
+        raise UnknownSpeciesError(f"{Path(proto.structure.path).name}: {what}") from None
+    make_platform(proto.platform, proto.precision, proto.threads, proto.cuda_graphs)
+    return module
+
+
+@dataclass
+class Grading:
+    """What the extrapolation grade needs: the eager model, each atom's species index, the active set."""
+
+    model: Any
+    species_index: Any
+    active_set: Any
+    built_from: str | None  # training data the set was built from (None: loaded from an .npz)
+
+
+def _grading_setup(proto: Protocol, atoms: Any) -> Grading | None:
+    """Load (or build) the active set of ``proto.extrapolation``; None when grading is off."""
+    ex = proto.extrapolation
+    if ex is None:
+        return None
+    from sus2md.grade import ActiveSet
+    from sus2md.io.data import load_frames, species_index
+
+    if Path(proto.model.path).suffix == ".pt":
+        raise ConfigError(f"extrapolation: needs the model as an .mtp file (a compiled .pt has no grade basis); "
+                          f"set model.path to the .mtp that {Path(proto.model.path).name} was compiled from")
+    model = _load_eager(proto)
+    names = list(model.species_names)
+    index = species_index(atoms, names, source=Path(proto.structure.path).name)
+    source = ex.active_set if ex.active_set is not None else ex.training_data
+    if not Path(source).is_file():
+        key = "active_set" if ex.active_set is not None else "training_data"
+        raise UsageError(f"extrapolation.{key}: file not found: {source}; build an active set with `sus2md grade "
+                         "MODEL TRAIN DATA --active-set FILE.npz` or give the training data as extrapolation.training_data")
+    if ex.active_set is not None:
+        return Grading(model, index, ActiveSet.load(ex.active_set, model), None)
+    frames = load_frames(ex.training_data, species=ex.species or names or None)
+    if not frames:
+        raise UsageError(f"extrapolation.training_data: {ex.training_data} holds no configurations")
+    n_types = int(model.n_species)
+    for k, a in enumerate(frames):
+        bad = sorted({int(t) for t in a.arrays["mtp_type"] if not 0 <= int(t) < n_types})
+        if bad:
+            raise UsageError(f"extrapolation.training_data: {ex.training_data} configuration {k} has type(s) "
+                             f"{bad}, the model has {n_types} species; give extrapolation.species in model order")
+    return Grading(model, index, ActiveSet.from_frames(model, frames), ex.training_data)
 
 
 def _prepare_run_dir(run_dir: Path, proto: Protocol, resume: bool) -> tuple[str, Any]:
@@ -211,7 +296,8 @@ def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
 
 
 _OUTPUTS = ("trajectory.dcd", "trajectory.xtc", "frames.csv", "thermo.csv", "heat_flux.csv", "checkpoint.chk",
-            "checkpoint.json", "checkpoint.chk.tmp", "provenance.json", "final_state.xml", "topology.pdb")
+            "checkpoint.json", "checkpoint.chk.tmp", "provenance.json", "final_state.xml", "topology.pdb",
+            "active_set.npz")
 
 
 def _clear_outputs(run_dir: Path) -> None:
@@ -277,7 +363,7 @@ class StageRunner:
 
     def __init__(self, proto: Protocol, run_dir: Path, atoms: Any, *, progress: bool,
                  heat_flux: rep.HeatFluxFunction | None, replica: int | None, max_steps: int | None,
-                 command_line: list[str]) -> None:
+                 command_line: list[str], grading: Grading | None = None, module: Any = None) -> None:
         self.proto, self.run_dir, self.atoms = proto, run_dir, atoms
         self.stages = list(proto.stages)
         self.n_atoms = len(atoms)
@@ -294,9 +380,23 @@ class StageRunner:
         self.prov = rep.Provenance(run_dir, proto, atoms, replica=replica, max_steps=max_steps,
                                    command_line=command_line, seeds=seeds)
         self._progress_enabled = progress and sys.stderr.isatty()
-        self._module: Any = None
+        self._module: Any = module
         self._writers: dict[str, Any] = {}
         self._rate_mark = (0.0, 0)
+        self.monitor: Any = None
+        if grading is not None:
+            from sus2md.grade import GradeMonitor
+
+            ex = proto.extrapolation
+            self._eager_model, self._species_index = grading.model, grading.species_index
+            self.monitor = GradeMonitor(grading.model, grading.active_set, ex.warn_gamma, ex.break_gamma,
+                                        dump_path=run_dir / ex.dump_cfg)
+            if grading.built_from is not None:
+                grading.active_set.save(run_dir / "active_set.npz")
+            self.prov.data["extrapolation"] = {
+                "active_set": ex.active_set or str(run_dir / "active_set.npz"), "built_from": grading.built_from,
+                "active_set_rows": {str(t): n for t, n in grading.active_set.size().items()},
+                "max_gamma": None, "n_dumped": 0}
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -531,6 +631,8 @@ class StageRunner:
         hf = getattr(stage, "heat_flux_interval_steps", None)
         if hf:
             stops.append(_next_multiple(step, hf))
+        if self.monitor is not None:
+            stops.append(_next_multiple(step, self.proto.extrapolation.interval_steps))
         return min(stops)
 
     # -- events --------------------------------------------------------------------------------
@@ -552,16 +654,18 @@ class StageRunner:
         chk = last or step % self.proto.output.checkpoint_interval_steps == 0
         hf_every = getattr(stage, "heat_flux_interval_steps", None)
         hf = bool(hf_every) and step % hf_every == 0
-        if not (report or frame or chk or hf):
+        grade = self.monitor is not None and (last or step % self.proto.extrapolation.interval_steps == 0)
+        if not (report or frame or chk or hf or grade):
             return
         snap = self._checked_snapshot(i, sim, step)
+        gamma = self._grade(i, step, snap) if grade else None
         gstep, t_ps = self.step_offset[i] + step, self._time(i, step)
         if report:
             now, (t_mark, g_mark) = time.perf_counter(), self._rate_mark
             rate = self.n_atoms * (gstep - g_mark) / (now - t_mark) if now > t_mark and gstep > g_mark else None
             self._rate_mark = (now, gstep)
             vals = rep.thermo_values(snap, self.dof, self.total_mass, self._pressure(snap))
-            self._writers["thermo"].write([gstep, t_ps, i, stage.name, *vals.values(), rate])
+            self._writers["thermo"].write([gstep, t_ps, i, stage.name, *vals.values(), rate, gamma])
             self.counts["thermo_rows"] += 1
             if rate:
                 self._pbar.set_postfix_str(f"{rate:.3g} atom-steps/s", refresh=False)
@@ -584,6 +688,33 @@ class StageRunner:
         if problem is not None:
             self._blowup(i, step, problem)
         return snap
+
+    def _grade(self, i: int, step: int, snap: rep.Snapshot) -> float:
+        """Max extrapolation grade of ``snap``; above break_gamma: the last good state is kept and
+        SimulationError names the stage, step, gamma and atom."""
+        import numpy as np
+
+        from sus2md.units import NM_TO_ANGSTROM
+
+        periodic = snap.box_nm is not None
+        cell = snap.box_nm * NM_TO_ANGSTROM if periodic else np.zeros((3, 3))
+        try:
+            gamma = self.monitor.check(self._species_index, snap.positions_nm * NM_TO_ANGSTROM, cell,
+                                       np.full(3, periodic), self.step_offset[i] + step)
+        except SimulationError as exc:
+            what = str(exc).split(": ", 1)[-1]  # drop the monitor's "step N: "
+            what = what.replace("the break threshold", "extrapolation.break_gamma")
+            raise SimulationError(f"stage '{self.stages[i].name}' step {step}: {what}; {self._keep_last_good(i)}; "
+                                  "add the dumped configurations to the training data and retrain, or raise "
+                                  "break_gamma") from None
+        self._note_grade(gamma)
+        return gamma
+
+    def _note_grade(self, gamma: float) -> None:
+        """Largest grade and dump count of this session, for provenance.json."""
+        ext = self.prov.data["extrapolation"]
+        ext["max_gamma"] = gamma if ext["max_gamma"] is None else max(ext["max_gamma"], gamma)
+        ext["n_dumped"] = self.monitor.n_dumped
 
     def _event_checkpoint(self, i: int, sim: Any, step: int, complete: bool) -> None:
         for w in self._writers.values():
@@ -624,16 +755,20 @@ class StageRunner:
     def _blowup(self, i: int, step: int, problem: str) -> None:
         """Commit the last good state and raise SimulationError naming the stage, step and cause."""
         stage = self.stages[i]
-        kept = "no good state to keep"
-        if self.last_good is not None:
-            data, book = self.last_good
-            rep.write_checkpoint(self.run_dir, data, book)
-            where = (f"step {book['step_in_stage']}" if book["stage_index"] == i
-                     else f"end of stage '{book['stage']}'")
-            kept = f"last good state kept in checkpoint.chk ({where})"
+        kept = self._keep_last_good(i)
         dt = getattr(stage, "timestep_fs", None)
         raise SimulationError(f"stage '{stage.name}' step {step}: {problem}; likely cause: timestep too large "
                               f"({dt} fs) or the structure left the model's training domain; {kept}")
+
+    def _keep_last_good(self, i: int) -> str:
+        """Commit the last good state to checkpoint.chk; a phrase saying which state that is."""
+        if self.last_good is None:
+            return "no good state to keep"
+        data, book = self.last_good
+        rep.write_checkpoint(self.run_dir, data, book)
+        where = (f"step {book['step_in_stage']}" if book["stage_index"] == i
+                 else f"end of stage '{book['stage']}'")
+        return f"last good state kept in checkpoint.chk ({where})"
 
     def _finish(self, state: Any) -> None:
         """final.<fmt> structures, final_state.xml, and the checkpoint marked completed."""

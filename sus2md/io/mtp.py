@@ -231,10 +231,19 @@ def read_mtp(path: str | Path) -> MTPFile:
             raise ModelFileError(path, None, f"required field {key!r} is missing")
     if radial_rows:
         vals["radial_coeffs"] = np.array(radial_rows)
+    for count_key, list_key in _DECLARED_COUNTS:  # a count that disagrees with its list: corrupt or hand-edited
+        if count_key in vals and list_key in vals and vals[count_key] != len(vals[list_key]):
+            raise ModelFileError(path, where[count_key], f"{count_key} = {vals[count_key]} but {list_key} (line "
+                                 f"{where[list_key]}) has {len(vals[list_key])} entries; the file is corrupt or was "
+                                 "edited by hand: fix the count or re-export the model")
     mtp = _build(vals)
     _check_consistency(mtp, path, where)
     mtp.source = str(path)
     return mtp
+
+
+_DECLARED_COUNTS = (("alpha_index_basic_count", "alpha_index_basic"), ("alpha_index_times_count", "alpha_index_times"),
+                    ("alpha_scalar_moments", "alpha_moment_mapping"))
 
 
 def _parse_value(r: _Reader, lineno: int, key: str, value: str) -> object:
@@ -267,7 +276,7 @@ def _parse_value(r: _Reader, lineno: int, key: str, value: str) -> object:
 def _read_radial_block(r: _Reader, vals: dict, lineno: int) -> list[np.ndarray]:
     n_mu = vals.get("radial_funcs_count")
     if not isinstance(n_mu, int):
-        raise r.error("radial_coeffs must come after radial_funcs_count", lineno)
+        raise r.error("radial_coeffs: radial_funcs_count must be given before it (it is missing or comes later)", lineno)
     item = r.next_nonblank()
     if item is None or item[1] != "0-0":
         raise r.error("radial_coeffs: expected the '0-0' block label", item[0] if item else lineno)
