@@ -1,0 +1,152 @@
+"""Integrators, barostats, platforms and a ready ``Simulation`` for a SUS2 model.
+
+Units in names: ``timestep_fs``, ``temperature_K``, ``friction_per_ps``, ``pressure_bar``.
+NPT needs no virial: OpenMM's barostats are Monte Carlo moves accepted on the energy alone.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+import openmm  # isort: skip
+from openmm import app, unit  # isort: skip
+
+from ase import Atoms
+
+from sus2md.engine.force import to_openmm_force
+from sus2md.engine.system import build_system
+from sus2md.errors import UsageError
+from sus2md.nn.potential import SUS2Potential
+
+__all__ = ["make_integrator", "make_barostat", "make_platform", "create_simulation", "minimize"]
+
+log = logging.getLogger(__name__)
+
+INTEGRATORS = ("verlet", "langevin", "nose-hoover")
+BAROSTATS = ("isotropic", "anisotropic", "flexible")
+PRECISIONS = ("single", "mixed", "double")
+
+
+def make_integrator(kind: str, timestep_fs: float, temperature_K: float | None = None,
+                    friction_per_ps: float = 1.0, collision_frequency_per_ps: float = 1.0,
+                    seed: int | None = None) -> openmm.Integrator:
+    """``verlet`` (NVE), ``langevin`` (LangevinMiddle, NVT) or ``nose-hoover`` (chain, NVT)."""
+    if kind not in INTEGRATORS:
+        raise UsageError(f"integrator must be one of {', '.join(INTEGRATORS)}, got {kind!r}")
+    if not timestep_fs > 0:
+        raise UsageError(f"timestep_fs must be > 0, got {timestep_fs}")
+    dt = timestep_fs * unit.femtosecond
+    if kind == "verlet":
+        return openmm.VerletIntegrator(dt)
+    if temperature_K is None or not temperature_K > 0:
+        raise UsageError(f"the {kind} integrator needs temperature_K > 0, got {temperature_K}")
+    if kind == "langevin":
+        if not friction_per_ps > 0:
+            raise UsageError(f"friction_per_ps must be > 0, got {friction_per_ps}")
+        integ = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, friction_per_ps / unit.picosecond, dt)
+        if seed is not None:
+            integ.setRandomNumberSeed(int(seed))
+        return integ
+    if not collision_frequency_per_ps > 0:
+        raise UsageError(f"collision_frequency_per_ps must be > 0, got {collision_frequency_per_ps}")
+    return openmm.NoseHooverIntegrator(temperature_K * unit.kelvin, collision_frequency_per_ps / unit.picosecond, dt)
+
+
+def make_barostat(kind: str, pressure_bar: float, temperature_K: float, interval_steps: int = 25,
+                  seed: int | None = None) -> openmm.Force:
+    """Monte Carlo barostat: ``isotropic`` (volume), ``anisotropic`` (three box lengths) or
+    ``flexible`` (all six cell degrees of freedom, for solids)."""
+    if kind not in BAROSTATS:
+        raise UsageError(f"barostat must be one of {', '.join(BAROSTATS)}, got {kind!r}")
+    if not temperature_K > 0:
+        raise UsageError(f"a barostat needs temperature_K > 0, got {temperature_K}")
+    if int(interval_steps) < 1:
+        raise UsageError(f"barostat interval_steps must be >= 1, got {interval_steps}")
+    p, t, n = pressure_bar * unit.bar, temperature_K * unit.kelvin, int(interval_steps)
+    if kind == "isotropic":
+        baro = openmm.MonteCarloBarostat(p, t, n)
+    elif kind == "anisotropic":
+        baro = openmm.MonteCarloAnisotropicBarostat(openmm.Vec3(pressure_bar, pressure_bar, pressure_bar) * unit.bar,
+                                                    t, True, True, True, n)
+    else:
+        baro = openmm.MonteCarloFlexibleBarostat(p, t, n, False)
+    if seed is not None:
+        baro.setRandomNumberSeed(int(seed))
+    return baro
+
+
+def make_platform(name: str = "CPU", precision: str | None = None, threads: int | None = None,
+                  cuda_graphs: bool = False) -> tuple[openmm.Platform, dict[str, str]]:
+    """OpenMM platform by name (case-insensitive) and its properties.
+
+    ``precision`` (single/mixed/double) is set where the platform has a ``Precision`` property
+    (CUDA, OpenCL) and ignored otherwise (Reference is double; the model's own precision is its
+    dtype).  ``threads`` sets the CPU platform's ``Threads`` and torch's intra-op thread count
+    (the model runs in torch).  ``cuda_graphs`` is only valid for CUDA (see ``to_openmm_force``).
+    """
+    names = [openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())]
+    match = [n for n in names if n.lower() == name.lower()]
+    if not match:
+        raise UsageError(f"OpenMM platform {name!r} is not available; this installation has {', '.join(names)}")
+    platform = openmm.Platform.getPlatformByName(match[0])
+    props: dict[str, str] = {}
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if "Precision" in platform.getPropertyNames():
+            props["Precision"] = precision
+        else:
+            log.info("platform %s has no Precision property; precision=%s ignored", match[0], precision)
+    if threads is not None:
+        if int(threads) < 1:
+            raise UsageError(f"threads must be >= 1, got {threads}")
+        if "Threads" in platform.getPropertyNames():
+            props["Threads"] = str(int(threads))
+        torch.set_num_threads(int(threads))
+    if cuda_graphs and match[0] != "CUDA":
+        raise UsageError(f"CUDA graphs need the CUDA platform, got {match[0]}")
+    return platform, props
+
+
+def create_simulation(atoms: Atoms, model: str | Path | SUS2Potential | torch.jit.ScriptModule, *, backend: str = "torch",
+                      dtype: str | None = None, platform: str = "CPU", precision: str | None = None,
+                      threads: int | None = None, integrator: openmm.Integrator,
+                      barostat: openmm.Force | None = None, remove_com_motion: bool = True,
+                      species: Sequence[str] | None = None, cuda_graphs: bool = False) -> app.Simulation:
+    """A ``Simulation`` of ``atoms`` (Å) under ``model`` with positions set (velocities are not).
+
+    ``model`` is anything :func:`~sus2md.engine.force.to_openmm_force` takes; ``dtype`` None
+    keeps a compiled model's dtype (float64 for ``.mtp``/eager models); ``species`` names the
+    model's elements when the model file has none.
+    """
+    plat, props = make_platform(platform, precision, threads, cuda_graphs)
+    periodic = bool(atoms.pbc.all())
+    if barostat is not None and not periodic:
+        raise UsageError("a barostat needs a periodic structure (pbc on all three axes)")
+    force = to_openmm_force(model, atoms, backend=backend, dtype=dtype, use_cuda_graphs=cuda_graphs,
+                            species=species, periodic=periodic)
+    top, system, pos_nm = build_system(atoms, force, remove_com_motion=remove_com_motion)
+    if barostat is not None:
+        system.addForce(barostat)
+    sim = app.Simulation(top, system, integrator, plat, props)
+    sim.context.setPositions(pos_nm * unit.nanometer)
+    return sim
+
+
+def minimize(simulation: app.Simulation, tolerance_kJ_mol_nm: float = 10.0,
+             max_iterations: int = 0) -> tuple[float, float]:
+    """L-BFGS energy minimization in place; returns (energy before, energy after), kJ/mol.
+
+    ``max_iterations=0`` iterates until the RMS force is below ``tolerance_kJ_mol_nm``.
+    """
+    def energy() -> float:
+        st = simulation.context.getState(getEnergy=True)
+        return st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+    before = energy()
+    simulation.minimizeEnergy(tolerance=tolerance_kJ_mol_nm * unit.kilojoule_per_mole / unit.nanometer,
+                              maxIterations=int(max_iterations))
+    return before, energy()

@@ -1,0 +1,186 @@
+"""Compile a SUS2 model to a self-describing TorchScript file for OpenMM's ``TorchForce``.
+
+The file holds :class:`OpenMMAdapter` (the model plus a unit/neighbor-list shell) and a JSON
+member ``sus2md_metadata.json`` (species, cutoff, units, dtype, versions, source model hash).
+The adapter speaks OpenMM's units and does the conversion at one boundary::
+
+    r_A = 10 r_nm,     E_kJ/mol = E_eV * EV_TO_KJ_PER_MOL,     F_kJ/mol/nm = F_eV/Å * EV_TO_KJ_PER_MOL * 10
+
+The compiled file is structure-independent: the per-particle species are bound when the force
+is created (:meth:`OpenMMAdapter.set_species`).  Neighbors are all periodic images within r_c
+(:func:`sus2md.nn.neighbors.neighbor_list`), so triclinic cells and cells thinner than 2 r_c work.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+import sus2md
+from sus2md.errors import ModelFileError, UsageError
+from sus2md.io.mtp import file_sha256
+from sus2md.nn.neighbors import edge_vectors, neighbor_list
+from sus2md.nn.potential import SUS2Potential
+from sus2md.units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
+
+__all__ = ["OpenMMAdapter", "compile_for_openmm", "load_compiled", "scripted_adapter", "FORMAT_VERSION", "UNITS"]
+
+FORMAT_VERSION = 1
+METADATA_NAME = "sus2md_metadata.json"
+UNITS = "positions nm, box nm, energy kJ/mol, forces kJ/mol/nm"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_RECOMPILE = "recompile it with `sus2md compile MODEL.mtp -o MODEL.pt`"
+
+
+class OpenMMAdapter(torch.nn.Module):
+    """OpenMM ``TorchForce`` contract around a :class:`SUS2Potential`.
+
+    ``forward(positions (N, 3) nm, boxvectors (3, 3) nm rows or None) -> (energy, forces)``:
+    energy a float64 scalar in kJ/mol, forces (N, 3) kJ/mol/nm in the dtype of ``positions``
+    (use ``TorchForce.setOutputsForces(True)``).  ``boxvectors=None`` means a non-periodic cluster.
+    Inputs are cast to the model's dtype and device inside; site energies are summed in float64.
+    """
+
+    def __init__(self, model: SUS2Potential):
+        super().__init__()
+        self.model = model
+        self.cutoff = float(model.cutoff)
+        self.nm_to_A = float(NM_TO_ANGSTROM)
+        self.ev_to_kj = float(EV_TO_KJ_PER_MOL)
+        self.register_buffer("species", torch.zeros(0, dtype=torch.long))
+
+    @torch.jit.export
+    def set_species(self, species: Tensor) -> None:
+        """Bind the (N,) int64 model species index of every particle."""
+        self.species = species.to(device=self.species.device, dtype=torch.long)
+
+    def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        n = positions.shape[0]
+        if self.species.shape[0] != n:
+            raise RuntimeError(
+                "sus2md: species are bound for " + str(self.species.shape[0]) + " particles but the system has "
+                + str(n) + "; create the force with sus2md.engine.to_openmm_force (or call set_species)")
+        dtype = self.model.shift.dtype
+        device = self.species.device
+        pos = positions.detach().to(device=device, dtype=dtype) * self.nm_to_A
+        if boxvectors is None:
+            cell = torch.zeros((3, 3), dtype=dtype, device=device)
+            pbc = torch.zeros(3, dtype=torch.bool, device=device)
+        else:
+            cell = boxvectors.detach().to(device=device, dtype=dtype) * self.nm_to_A
+            pbc = torch.ones(3, dtype=torch.bool, device=device)
+        i, j, shifts = neighbor_list(pos, cell, pbc, self.cutoff)
+        vec = edge_vectors(pos, cell, i, j, shifts).requires_grad_(True)  # needs grad mode on
+        energy = self.model(self.species, i, j, vec).to(torch.float64).sum()
+        grads = torch.autograd.grad([energy], [vec])
+        d = grads[0]
+        if d is None:
+            d = torch.zeros_like(vec)
+        f = torch.zeros((n, 3), dtype=d.dtype, device=device).index_add(0, i, d).index_add(0, j, -d)
+        forces = (f * (self.ev_to_kj * self.nm_to_A)).to(device=positions.device, dtype=positions.dtype)
+        return (energy.detach() * self.ev_to_kj).to(positions.device), forces
+
+
+def _as_model(model: SUS2Potential | str | Path, species: Sequence[str] | None, dtype: torch.dtype) -> SUS2Potential:
+    """A private copy of ``model`` in ``dtype`` with element names attached."""
+    if isinstance(model, SUS2Potential):
+        pot = copy.deepcopy(model).to(dtype)
+        if species is not None:
+            if len(species) != pot.n_species:
+                raise UsageError(f"{len(species)} species names given ({', '.join(species)}) but the model has {pot.n_species} species")
+            pot.species_names = list(species)
+    else:
+        pot = SUS2Potential.from_mtp(str(model), dtype=dtype, species=list(species) if species else None)
+    if not pot.species_names:
+        raise UsageError(
+            f"the model names no elements ({pot.n_species} species); pass species=[...] "
+            "(`--species Cu,Se`), in the model's type order")
+    for p in pot.parameters():
+        p.requires_grad_(False)
+    return pot.eval()
+
+
+def scripted_adapter(model: SUS2Potential | str | Path, species: Sequence[str] | None = None,
+                     dtype: str = "float64") -> torch.jit.ScriptModule:
+    """:class:`OpenMMAdapter` for ``model`` (an ``.mtp`` path or a model), scripted, in memory."""
+    if dtype not in DTYPES:
+        raise UsageError(f"dtype must be float32 or float64, got {dtype!r}")
+    return torch.jit.script(OpenMMAdapter(_as_model(model, species, DTYPES[dtype])))
+
+
+def compile_for_openmm(model: SUS2Potential | str | Path, path_out: str | Path, *,
+                       species: Sequence[str] | None = None, dtype: str = "float32") -> dict:
+    """Write ``model`` as a TorchScript file for ``TorchForce`` and return its metadata.
+
+    Args:
+        model: an ``.mtp`` path or a :class:`SUS2Potential` (copied, not modified).
+        path_out: the ``.pt`` file to write.
+        species: element symbols in type order; required when the model names none.
+        dtype: ``float32`` or ``float64``, the precision the model evaluates in.
+    """
+    module = scripted_adapter(model, species, dtype)
+    source = None if isinstance(model, SUS2Potential) else Path(model)
+    meta = {
+        "format": "sus2md-openmm",
+        "format_version": FORMAT_VERSION,
+        "species": list(module.model.species_names),
+        "cutoff_A": float(module.cutoff),
+        "units": UNITS,
+        "outputs_forces": True,
+        "dtype": dtype,
+        "sus2md_version": sus2md.__version__,
+        "torch_version": torch.__version__,
+        "source_model": {"path": str(source.resolve()) if source else None,
+                         "sha256": file_sha256(source) if source else None},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path_out = Path(path_out)
+    try:
+        torch.jit.save(module, str(path_out), _extra_files={METADATA_NAME: json.dumps(meta, indent=1)})
+    except (OSError, RuntimeError) as e:
+        raise UsageError(f"cannot write {path_out}: {e}") from None
+    return meta
+
+
+def load_compiled(path: str | Path) -> tuple[torch.jit.ScriptModule, dict]:
+    """Load a file written by :func:`compile_for_openmm` and check its metadata.
+
+    Raises:
+        ModelFileError: missing file, not TorchScript, not a sus2md model, or another format_version.
+    Warns:
+        UserWarning: the file was made with another torch major.minor than the running one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(path, None, "file not found")
+    extra = {METADATA_NAME: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except RuntimeError:
+        raise ModelFileError(path, None, f"not a TorchScript file; {_RECOMPILE}") from None
+    raw = extra[METADATA_NAME]
+    try:
+        meta = json.loads(raw) if raw else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != "sus2md-openmm":
+        raise ModelFileError(path, None, f"not a sus2md compiled model (no valid {METADATA_NAME}); {_RECOMPILE}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            path, None, f"made by sus2md {meta.get('sus2md_version', '?')} with format_version "
+            f"{meta.get('format_version')}, this sus2md {sus2md.__version__} reads format_version {FORMAT_VERSION}; {_RECOMPILE}")
+    made, running = _major_minor(str(meta.get("torch_version", "?"))), _major_minor(torch.__version__)
+    if made != running:
+        warnings.warn(f"{path}: compiled with torch {made}, running torch {running}; if loading or "
+                      f"evaluation fails, {_RECOMPILE}", stacklevel=2)
+    return module, meta
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split("+")[0].split(".")[:2])
