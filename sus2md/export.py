@@ -32,6 +32,8 @@ from sus2md.units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 __all__ = ["OpenMMAdapter", "compile_for_openmm", "load_compiled", "scripted_adapter", "FORMAT_VERSION", "UNITS"]
 
 FORMAT_VERSION = 1
+#: Verlet skin of the neighbor list inside the adapter (Å); 0 rebuilds it at every call.
+DEFAULT_SKIN_A = 0.5
 METADATA_NAME = "sus2md_metadata.json"
 UNITS = "positions nm, box nm, energy kJ/mol, forces kJ/mol/nm"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -47,13 +49,44 @@ class OpenMMAdapter(torch.nn.Module):
     Inputs are cast to the model's dtype and device inside; site energies are summed in float64.
     """
 
-    def __init__(self, model: SUS2Potential):
+    def __init__(self, model: SUS2Potential, skin_A: float = DEFAULT_SKIN_A):
         super().__init__()
         self.model = model
         self.cutoff = float(model.cutoff)
+        self.skin = float(skin_A)
         self.nm_to_A = float(NM_TO_ANGSTROM)
         self.ev_to_kj = float(EV_TO_KJ_PER_MOL)
         self.register_buffer("species", torch.zeros(0, dtype=torch.long))
+        # Verlet list: pairs within r_c + skin, kept until an atom moved more than skin/2 or the
+        # box changed; each call keeps only the pairs inside r_c (cheap), so results are exact.
+        self.register_buffer("nl_pos", torch.zeros((0, 3), dtype=torch.float64))
+        self.register_buffer("nl_cell", torch.zeros((3, 3), dtype=torch.float64))
+        self.register_buffer("nl_i", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("nl_j", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("nl_shifts", torch.zeros((0, 3), dtype=torch.float64))
+        self.nl_builds = 0
+
+    def _neighbors(self, pos: Tensor, cell: Tensor, pbc: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Pairs within r_c, from the cached Verlet list when it is still valid."""
+        if self.skin <= 0.0:
+            return neighbor_list(pos, cell, pbc, self.cutoff)
+        p64 = pos.to(torch.float64)
+        c64 = cell.to(torch.float64)
+        stale = self.nl_pos.shape[0] != pos.shape[0] or not torch.equal(self.nl_cell, c64)
+        if not stale:
+            disp = p64 - self.nl_pos.to(p64.device)
+            stale = bool(((disp * disp).sum(dim=1) > 0.25 * self.skin * self.skin).any())
+        if stale:
+            i, j, shifts = neighbor_list(pos, cell, pbc, self.cutoff + self.skin)
+            self.nl_pos = p64.clone()
+            self.nl_cell = c64.clone()
+            self.nl_i = i
+            self.nl_j = j
+            self.nl_shifts = shifts.to(torch.float64)
+            self.nl_builds += 1
+        vec = edge_vectors(pos, cell, self.nl_i, self.nl_j, self.nl_shifts.to(pos.dtype))
+        keep = torch.nonzero((vec * vec).sum(dim=1) < self.cutoff * self.cutoff).squeeze(1)
+        return self.nl_i.index_select(0, keep), self.nl_j.index_select(0, keep), self.nl_shifts.index_select(0, keep).to(pos.dtype)
 
     @torch.jit.export
     def set_species(self, species: Tensor) -> None:
@@ -75,7 +108,7 @@ class OpenMMAdapter(torch.nn.Module):
         else:
             cell = boxvectors.detach().to(device=device, dtype=dtype) * self.nm_to_A
             pbc = torch.ones(3, dtype=torch.bool, device=device)
-        i, j, shifts = neighbor_list(pos, cell, pbc, self.cutoff)
+        i, j, shifts = self._neighbors(pos, cell, pbc)
         vec = edge_vectors(pos, cell, i, j, shifts).requires_grad_(True)  # needs grad mode on
         energy = self.model(self.species, i, j, vec).to(torch.float64).sum()
         grads = torch.autograd.grad([energy], [vec])

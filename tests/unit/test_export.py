@@ -215,3 +215,27 @@ def test_cli_compile(tmp_path, shared):
     assert load_compiled(out)[1]["dtype"] == "float64"
     r = run(mtp, "-o", out)
     assert r.returncode == 2 and r.stderr.strip().startswith("error: the model names no elements (2 species)")
+
+
+def test_verlet_skin_gives_exact_forces_along_a_trajectory():
+    """The cached list (r_c + skin) must give the same energy/forces as a fresh list every call."""
+    import numpy as np
+    from tests.unit.helpers import random_model, small_cell
+
+    model = random_model()
+    atoms = small_cell(seed=3, n_rep=(2, 2, 2))
+    with_skin = torch.jit.script(OpenMMAdapter(model, skin_A=0.5))
+    no_skin = torch.jit.script(OpenMMAdapter(model, skin_A=0.0))
+    species = torch.tensor(atoms.arrays["mtp_type"])
+    with_skin.set_species(species)
+    no_skin.set_species(species)
+    box = torch.tensor(atoms.cell.array / 10.0)
+    rng = np.random.default_rng(0)
+    pos = atoms.positions / 10.0
+    for step in range(12):
+        pos = pos + rng.normal(scale=0.004, size=pos.shape)  # 0.04 Å per step: rebuilds happen
+        p = torch.tensor(pos)
+        e1, f1 = with_skin(p, box)
+        e2, f2 = no_skin(p, box)
+        assert torch.allclose(e1, e2, rtol=0, atol=1e-9) and torch.allclose(f1, f2, rtol=0, atol=1e-8)
+    assert 1 < with_skin.nl_builds < 12
