@@ -65,6 +65,9 @@ class OpenMMAdapter(torch.nn.Module):
         self.register_buffer("nl_j", torch.zeros(0, dtype=torch.long))
         self.register_buffer("nl_shifts", torch.zeros((0, 3), dtype=torch.float64))
         self.nl_builds = 0
+        # analytic=True: forces from the model's explicit reverse pass (no autograd), which
+        # torch.compile can fuse (the "compiled" python backend); TorchScript uses autograd.
+        self.analytic = False
 
     def _neighbors(self, pos: Tensor, cell: Tensor, pbc: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Pairs within r_c, from the cached Verlet list when it is still valid."""
@@ -109,12 +112,15 @@ class OpenMMAdapter(torch.nn.Module):
             cell = boxvectors.detach().to(device=device, dtype=dtype) * self.nm_to_A
             pbc = torch.ones(3, dtype=torch.bool, device=device)
         i, j, shifts = self._neighbors(pos, cell, pbc)
-        vec = edge_vectors(pos, cell, i, j, shifts).requires_grad_(True)  # needs grad mode on
-        energy = self.model(self.species, i, j, vec).to(torch.float64).sum()
-        grads = torch.autograd.grad([energy], [vec])
-        d = grads[0]
-        if d is None:
-            d = torch.zeros_like(vec)
+        if self.analytic:
+            e_site, d = self.model.energies_and_edge_gradients(self.species, i, j, edge_vectors(pos, cell, i, j, shifts))
+            energy = e_site.to(torch.float64).sum()
+        else:
+            vec = edge_vectors(pos, cell, i, j, shifts).requires_grad_(True)  # needs grad mode on
+            energy = self.model(self.species, i, j, vec).to(torch.float64).sum()
+            grads = torch.autograd.grad([energy], [vec])
+            g = grads[0]
+            d = g if g is not None else torch.zeros_like(vec)
         f = torch.zeros((n, 3), dtype=d.dtype, device=device).index_add(0, i, d).index_add(0, j, -d)
         forces = (f * (self.ev_to_kj * self.nm_to_A)).to(device=positions.device, dtype=positions.dtype)
         return (energy.detach() * self.ev_to_kj).to(positions.device), forces

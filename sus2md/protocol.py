@@ -232,7 +232,7 @@ class Protocol(_Frozen):
     platform: Literal["Reference", "CPU", "CUDA", "OpenCL"] = "CPU"
     precision: Literal["single", "mixed", "double"] = "double"
     dtype: Literal["float32", "float64"] = "float64"
-    backend: Literal["torch", "python"] = "torch"
+    backend: Literal["torch", "python", "compiled"] = "torch"
     threads: PositiveInt | None = None
     cuda_graphs: Bool = False
     seed: Annotated[Int, Field(ge=0)] = 0

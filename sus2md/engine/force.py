@@ -21,13 +21,13 @@ import openmm  # isort: skip
 from ase import Atoms
 
 from sus2md.errors import UsageError
-from sus2md.export import DTYPES, load_compiled, scripted_adapter
+from sus2md.export import DTYPES, OpenMMAdapter, _as_model, load_compiled, scripted_adapter
 from sus2md.io.data import species_index
 from sus2md.nn.potential import SUS2Potential
 
 __all__ = ["to_openmm_force", "bound_adapter"]
 
-BACKENDS = ("torch", "python")
+BACKENDS = ("torch", "python", "compiled")
 
 
 class _PythonForceFunction:
@@ -56,6 +56,31 @@ class _PythonForceFunction:
 
 def _restore_function(data: bytes, periodic: bool) -> _PythonForceFunction:
     return _PythonForceFunction(torch.jit.load(io.BytesIO(data)), periodic)
+
+
+class _CompiledFunction(_PythonForceFunction):
+    """PythonForce callable over an eager adapter whose analytic path is ``torch.compile``d.
+
+    Not picklable (a compiled function cannot be serialized): ``XmlSerializer`` of such a
+    System fails; use the torch or python backend where the System must be serialized.
+    """
+
+    def __reduce__(self):
+        raise TypeError("a SUS2 force with backend='compiled' cannot be serialized; use backend='python'")
+
+
+def compiled_adapter(model: str | Path | SUS2Potential, particles: Atoms | Sequence[str], *,
+                     dtype: str | None = None, species: Sequence[str] | None = None) -> OpenMMAdapter:
+    """Eager adapter with species bound and the model's analytic forces compiled by ``torch.compile``
+    (inductor: fused C++/Triton kernels; the first call compiles, ~0.5–1 min on a CPU)."""
+    if isinstance(model, (str, Path)) and zipfile.is_zipfile(model):
+        raise UsageError(f"{model}: backend 'compiled' needs the .mtp model (a compiled .pt is TorchScript); pass the .mtp")
+    adapter = OpenMMAdapter(_as_model(model, species, DTYPES[dtype or "float64"]))
+    adapter.analytic = True
+    pot = adapter.model
+    pot.energies_and_edge_gradients = torch.compile(pot.energies_and_edge_gradients, dynamic=True)
+    adapter.set_species(torch.from_numpy(species_index(_as_atoms(particles), list(pot.species_names), source="system")))
+    return adapter
 
 
 def _as_atoms(particles: Atoms | Sequence[str]) -> Atoms:
@@ -109,7 +134,9 @@ def to_openmm_force(model: str | Path | SUS2Potential | torch.jit.ScriptModule,
     Args:
         model: compiled ``.pt`` file (``sus2md compile``), ``.mtp`` file or :class:`SUS2Potential`.
         species_of_particles: ASE Atoms or one element symbol per particle, in system order.
-        backend: ``torch`` (openmmtorch ``TorchForce``) or ``python`` (``openmm.PythonForce``).
+        backend: ``torch`` (openmmtorch ``TorchForce``), ``python`` (``openmm.PythonForce`` over
+            the same TorchScript module) or ``compiled`` (``PythonForce`` over the eager model with
+            ``torch.compile``d analytic forces: fastest on CPU after a one-off compile).
         dtype: model precision; None = the compiled file's dtype, float64 for other models.
         use_cuda_graphs: capture the model in a CUDA graph (TorchForce on the CUDA platform only).
         species: the model's element symbols in type order, for models that name none.
@@ -121,6 +148,13 @@ def to_openmm_force(model: str | Path | SUS2Potential | torch.jit.ScriptModule,
     """
     if backend not in BACKENDS:
         raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "compiled":
+        if use_cuda_graphs:
+            raise UsageError("CUDA graphs need backend='torch'; the compiled backend cannot use them")
+        force = openmm.PythonForce(_CompiledFunction(compiled_adapter(model, species_of_particles, dtype=dtype, species=species), periodic))
+        force.setUsesPeriodicBoundaryConditions(periodic)
+        force.setName("SUS2 (compiled)")
+        return force
     module = bound_adapter(model, species_of_particles, dtype=dtype, species=species)
     if backend == "python":
         if use_cuda_graphs:

@@ -276,3 +276,14 @@ def test_minimization_lowers_energy(mtp):
     sim = create_simulation(cu2se_cell(0.1), mtp, species=SPECIES, threads=1, integrator=make_integrator("verlet", 1.0))
     before, after = minimize(sim, tolerance_kJ_mol_nm=10.0, max_iterations=50)
     assert after < before - 1.0
+
+
+def test_compiled_backend_matches_eager_and_steps(mtp):
+    """backend='compiled' (torch.compile of the analytic forces) gives the eager numbers."""
+    atoms = cu2se_cell()
+    e_ref, f_ref = eager(mtp, atoms)
+    e, f = openmm_eval(mtp, atoms, "CPU", backend="compiled")
+    assert e == pytest.approx(e_ref, rel=1e-9)
+    np.testing.assert_allclose(f, f_ref, rtol=0, atol=1e-6 * np.abs(f_ref).max())
+    with pytest.raises(UsageError, match="cannot use them"):
+        to_openmm_force(mtp, atoms, species=SPECIES, backend="compiled", use_cuda_graphs=True)
