@@ -83,6 +83,20 @@ def compiled_adapter(model: str | Path | SUS2Potential, particles: Atoms | Seque
     return adapter
 
 
+def _import_openmmtorch():
+    """``import openmmtorch`` without the root-logger warning of its legacy ``simtk`` import."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        import openmmtorch
+    finally:
+        root.setLevel(level)
+    return openmmtorch
+
+
 def _as_atoms(particles: Atoms | Sequence[str]) -> Atoms:
     if isinstance(particles, Atoms):
         return particles
@@ -161,8 +175,7 @@ def to_openmm_force(model: str | Path | SUS2Potential | torch.jit.ScriptModule,
             raise UsageError("CUDA graphs need backend='torch' on the CUDA platform; the python backend cannot use them")
         force = openmm.PythonForce(_PythonForceFunction(module, periodic))
     else:
-        import openmmtorch
-
+        openmmtorch = _import_openmmtorch()
         force = openmmtorch.TorchForce(module)
         force.setOutputsForces(True)
         if use_cuda_graphs:
