@@ -116,6 +116,18 @@ def _stage_temperature(info: dict, summary: dict) -> float:
     return float("nan")
 
 
+def _equilibration_temperature(info: dict, summary: dict) -> float:
+    """Target temperature of a stage; for one without (NVE) the target of the last earlier stage
+    that has one (the temperature it was equilibrated at), so that seeds of one protocol group
+    together in ``kappa_vs_T``; else the measured mean."""
+    for s in reversed(summary["stages"][: info["index"] + 1]):
+        if s.get("temperature_K") is not None:
+            return float(s["temperature_K"])
+        if s.get("temperature_ramp_K") is not None:
+            return float(s["temperature_ramp_K"][-1])
+    return _stage_temperature(info, summary)
+
+
 def _kappa(run: RunData, summary: dict, out: Path) -> None:
     """Green-Kubo per stage of heat_flux.csv, with V and T averaged over the same stage's thermo rows."""
     hf, th = run.heat_flux, run.thermo
@@ -134,7 +146,7 @@ def _kappa(run: RunData, summary: dict, out: Path) -> None:
         summary["kappa"][info["name"]] = {
             "kappa_W_mK": value, "t_max_ps": float(t[-1]), "plateau_window_ps": [t[-1] / 2, t[-1]],
             "volume_A3": volume, "temperature_K": temperature, "n_samples": int(rows.sum()),
-            "target_temperature_K": _stage_temperature(info, summary)}
+            "target_temperature_K": _equilibration_temperature(info, summary)}
         path = plots.plot_kappa(t, kappa, value, f"Green-Kubo, {info['name']}", out / f"kappa_{info['name']}.png")
         summary["plots"].append(path.name)
 
