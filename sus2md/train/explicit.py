@@ -1,0 +1,167 @@
+r"""Forces and virials for training without a double backward over the edges.
+
+``evaluate(..., create_graph=True)`` differentiates ``dE/dr_e`` again with respect to the
+parameters: a double backward through the whole edge graph, slow on CPU.  Here the edge part is
+differentiated by hand, so training needs one backward pass.  With the basic moments
+``M_i[b] = sum_{e in i} R_{mu_b}(r_e) m_b(u_e)`` (``m_b`` = monomial u_x^a u_y^b u_z^c)::
+
+    dM_e[b]/dr_e = R'_{mu_b}(r) m_b(u) u + R_{mu_b}(r) (grad_u m_b - (u . grad_u m_b) u) / r
+    d_e          = dE/dr_e = sum_b G_{i(e)}[b] dM_e[b]/dr_e,    G_i = dE/dM_i
+
+``R'`` comes from forward-mode AD of the radial functions (elementwise in r), ``G_i`` from a
+reverse pass over the per-atom contraction only (cheap, N x n_moments).  Forces and virial then
+follow as in :mod:`sus2md.nn.calc`: ``F_i += d_e, F_j -= d_e, W = -sum_e d_e (x) r_e``.
+
+For the linear solve, the same edge terms with the contraction Jacobian ``J_i = dB_i/dM_i``
+(forward-mode through the contraction, n_basic tangents) give ``dB_{i(e)}[a]/dr_e`` for every
+scalar moment a at once.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch import Tensor
+
+from sus2md.nn.calc import Graph
+from sus2md.nn.potential import SUS2Potential
+
+__all__ = ["edge_terms", "contract", "energy_forces_virial", "descriptor_jacobian"]
+
+
+@dataclass
+class _Basis:
+    """The moment basis of a model as index tensors (built from its .mtp arrays, so this module
+    depends only on the model's public parameters and ``radial_functions``)."""
+
+    basic_mu: Tensor  # (n_basic,)
+    basic_exp: Tensor  # (n_basic, 3)
+    levels: list  # [(i0, i1, mult, out_local, n_slots)] per dependency level, slots renumbered
+    n_mom: int
+    mapping: Tensor  # (n_scal,) into the renumbered slots
+
+
+_CACHE: "weakref.WeakKeyDictionary[SUS2Potential, _Basis]" = weakref.WeakKeyDictionary()
+
+
+def _basis(model: SUS2Potential) -> _Basis:
+    if model in _CACHE:
+        return _CACHE[model]
+    m = model._mtp_template
+    basic = np.asarray(m.alpha_index_basic, dtype=np.int64)
+    times = np.asarray(m.alpha_index_times, dtype=np.int64).reshape(-1, 4)
+    n_basic, n_mom = len(basic), int(m.alpha_moments_count)
+    level = np.zeros(n_mom, dtype=np.int64)
+    for i0, i1, _, o in times:  # file order is topological (SPEC 4.2)
+        level[o] = max(level[o], 1 + max(level[i0], level[i1]))
+    new_id = np.full(n_mom, -1, dtype=np.int64)
+    new_id[:n_basic] = np.arange(n_basic)
+    nxt, groups = n_basic, []
+    for lv in range(1, int(level.max(initial=0)) + 1):
+        g = np.nonzero(level[times[:, 3]] == lv)[0]
+        outs = list(dict.fromkeys(times[g, 3].tolist()))
+        new_id[outs] = np.arange(nxt, nxt + len(outs))
+        groups.append((g, nxt, len(outs)))
+        nxt += len(outs)
+    unused = new_id < 0  # never written: stay zero
+    new_id[unused] = np.arange(nxt, nxt + int(unused.sum()))
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a))
+    levels = [(t(new_id[times[g, 0]]), t(new_id[times[g, 1]]), t(times[g, 2].astype(np.float64)),
+               t(new_id[times[g, 3]] - start), n) for g, start, n in groups]
+    b = _Basis(t(basic[:, 0]), t(basic[:, 1:]), levels, n_mom, t(new_id[np.asarray(m.alpha_moment_mapping)]))
+    _CACHE[model] = b
+    return b
+
+
+def edge_terms(model: SUS2Potential, graph: Graph) -> tuple[Tensor, Tensor, Tensor]:
+    """Per edge: basic-moment contributions (E, n_basic), their derivatives with respect to the
+    edge vector (E, n_basic, 3), and the edge vectors (E, 3), Å."""
+    vec = graph.edge_vectors()
+    r = torch.sqrt((vec * vec).sum(1))
+    u = vec / r.unsqueeze(1)
+    sp = graph.species
+    ti, tj = sp.index_select(0, graph.edge_i), sp.index_select(0, graph.edge_j)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(r, torch.ones_like(r))
+        out = fwAD.unpack_dual(model.radial_functions(dual, ti, tj))
+        rad, drad = out.primal, out.tangent  # (E, n_mu)
+    e = _basis(model).basic_exp  # (n_basic, 3) exponents
+    L = model.L
+    powers = [torch.ones_like(u)]
+    for _ in range(L):
+        powers.append(powers[-1] * u)
+    pw = torch.stack(powers, dim=2)  # (E, 3, L+1)
+    # p_d = u_d^{e_d} and dp_d = e_d u_d^{e_d - 1}
+    p = torch.stack([pw[:, d, :].index_select(1, e[:, d]) for d in range(3)], dim=2)  # (E, n_basic, 3)
+    em1 = (e - 1).clamp_min(0)
+    dp = torch.stack([pw[:, d, :].index_select(1, em1[:, d]) for d in range(3)], dim=2) * e.to(u.dtype)
+    mono = p.prod(dim=2)  # (E, n_basic)
+    grad_u = torch.stack([dp[:, :, 0] * p[:, :, 1] * p[:, :, 2], p[:, :, 0] * dp[:, :, 1] * p[:, :, 2],
+                          p[:, :, 0] * p[:, :, 1] * dp[:, :, 2]], dim=2)  # (E, n_basic, 3)
+    radial = (grad_u - (grad_u * u.unsqueeze(1)).sum(2, keepdim=True) * u.unsqueeze(1)) / r.reshape(-1, 1, 1)
+    R_b = rad.index_select(1, _basis(model).basic_mu)
+    dR_b = drad.index_select(1, _basis(model).basic_mu)
+    contrib = R_b * mono
+    dcontrib = dR_b.unsqueeze(2) * mono.unsqueeze(2) * u.unsqueeze(1) + R_b.unsqueeze(2) * radial
+    return contrib, dcontrib, vec
+
+
+def contract(model: SUS2Potential, M: Tensor, tangent: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Scalar moments B (N, n_scal) from basic moments M (N, n_basic); with ``tangent``
+    (N, T, n_basic) also their forward-mode tangents (N, T, n_scal)."""
+    basis = _basis(model)
+    # Slot-major layout: gathers and scatters along dim 0 copy contiguous rows.
+    mom = M.t()  # (n_slots, N)
+    dmom = tangent.permute(2, 0, 1) if tangent is not None else None  # (n_slots, N, T)
+    for i0, i1, m, out_idx, n_slots in basis.levels:
+        m = m.to(mom.dtype).unsqueeze(1)
+        a, b = mom.index_select(0, i0), mom.index_select(0, i1)
+        out = mom.new_zeros((n_slots, mom.shape[1])).index_add(0, out_idx, a * b * m)
+        if dmom is not None:
+            da = dmom.index_select(0, i0) * (b * m).unsqueeze(2)
+            db = dmom.index_select(0, i1) * (a * m).unsqueeze(2)
+            dout = dmom.new_zeros((n_slots,) + dmom.shape[1:]).index_add(0, out_idx, da + db)
+            dmom = torch.cat([dmom, dout], dim=0)
+        mom = torch.cat([mom, out], dim=0)
+    pad = basis.n_mom - mom.shape[0]
+    if pad > 0:
+        mom = torch.cat([mom, mom.new_zeros((pad, mom.shape[1]))], dim=0)
+        if dmom is not None:
+            dmom = torch.cat([dmom, dmom.new_zeros((pad,) + dmom.shape[1:])], dim=0)
+    B = mom.index_select(0, basis.mapping).t()
+    return B, (dmom.index_select(0, basis.mapping).permute(1, 2, 0) if dmom is not None else None)
+
+
+def energy_forces_virial(model: SUS2Potential, graph: Graph) -> tuple[Tensor, Tensor, Tensor]:
+    """Energies (B,), forces (N, 3) and virials (B, 3, 3) differentiable in the parameters with a
+    single backward pass (equal to :func:`sus2md.nn.calc.evaluate`)."""
+    contrib, dcontrib, vec = edge_terms(model, graph)
+    n = graph.species.shape[0]
+    M = torch.zeros((n, contrib.shape[1]), dtype=contrib.dtype, device=contrib.device).index_add(0, graph.edge_i, contrib)
+    B, _ = contract(model, M)
+    c = model.species_coeffs.index_select(0, graph.species)
+    site = model.shift.index_select(0, graph.species) + c + c * (B @ model.moment_coeffs)
+    # G depends on the parameters directly and through M: keep its graph (a double backward over
+    # the per-atom contraction only; the edge part below is first order).
+    (G,) = torch.autograd.grad(site.sum(), M, create_graph=True)  # (N, n_basic)
+    energy = torch.zeros(graph.n_configs, dtype=site.dtype, device=site.device).index_add(0, graph.batch, site)
+    d = (G.index_select(0, graph.edge_i).unsqueeze(2) * dcontrib).sum(1)  # (E, 3)
+    forces = torch.zeros_like(graph.positions, dtype=d.dtype).index_add(0, graph.edge_i, d).index_add(0, graph.edge_j, -d)
+    eb = graph.batch.index_select(0, graph.edge_i)
+    virial = torch.zeros((graph.n_configs, 3, 3), dtype=d.dtype, device=d.device).index_add(0, eb, -d.unsqueeze(2) * vec.unsqueeze(1))
+    return energy, forces, virial
+
+
+@torch.no_grad()
+def descriptor_jacobian(model: SUS2Potential, graph: Graph) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-atom B (N, n_scal), contraction Jacobian J (N, n_basic, n_scal), the edge derivatives
+    dM_e/dr_e (E, n_basic, 3) and the edge vectors (E, 3): dB_{i(e)}[a]/dr_e = sum_b J[i(e), b, a] dM_e[b]."""
+    contrib, dcontrib, vec = edge_terms(model, graph)
+    n, nb = graph.species.shape[0], contrib.shape[1]
+    M = torch.zeros((n, nb), dtype=contrib.dtype, device=contrib.device).index_add(0, graph.edge_i, contrib)
+    eye = torch.eye(nb, dtype=M.dtype, device=M.device).expand(n, nb, nb)
+    B, J = contract(model, M, eye)
+    return B, J, dcontrib, vec

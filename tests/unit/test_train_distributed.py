@@ -1,0 +1,48 @@
+"""Data-parallel training (2 gloo processes) gives the single-process model to round-off."""
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from sus2md.io.data import load_frames
+from sus2md.io.mtp import read_mtp
+from sus2md.model import evaluate_frames
+from sus2md.nn.potential import SUS2Potential
+from sus2md.train.workflow import train_model
+from tests.unit.train_helpers import DATA, SPECIES, tiny_config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        from pathlib import Path
+
+        train_model(tiny_config(Path(out), optimizer__max_steps=4, optimizer__linear_solve_every=2))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_two_ranks_match_one(tmp_path):
+    torch.set_num_threads(1)
+    single = train_model(tiny_config(tmp_path / "one", optimizer__max_steps=4, optimizer__linear_solve_every=2))
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    two = SUS2Potential(read_mtp(tmp_path / "two" / "m.mtp"))
+    frames = load_frames(DATA, species=SPECIES)
+    a, b = evaluate_frames(single.model, frames), evaluate_frames(two, frames)
+    e = np.array([p.energy for p in a]) / 8
+    assert np.allclose(e, np.array([p.energy for p in b]) / 8, atol=1e-6)  # eV/atom
+    f = np.concatenate([p.forces for p in a])
+    assert np.abs(f - np.concatenate([p.forces for p in b])).max() < 1e-4 * np.abs(f).max()

@@ -1,0 +1,104 @@
+"""Loss and exact linear least squares of the trainer (SPEC-sus2 8.1, 8.2)."""
+import numpy as np
+import pytest
+import torch
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from sus2md.io.data import load_frames
+from sus2md.nn.calc import evaluate
+from sus2md.nn.potential import SUS2Potential
+from sus2md.train.dataset import make_batches
+from sus2md.train.explicit import energy_forces_virial
+from sus2md.train.init_model import init_mtp
+from sus2md.train.initialise import init_coefficients
+from sus2md.train.linear import batch_rows, train_linear
+from sus2md.train.loss import LossWeights, batch_loss
+from tests.unit.train_helpers import DATA, SPECIES
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.set_num_threads(1)
+    model = SUS2Potential(init_coefficients(init_mtp(2, 1, SPECIES, 4.2, radial_basis_size=5), seed=0))
+    with torch.no_grad():
+        model.radial.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(1))
+        model.scaling.fill_(0.5)
+    frames = load_frames(DATA, species=SPECIES)[:10]
+    return model, frames, make_batches(frames, model.cutoff, batch_atoms=40)
+
+
+def test_explicit_forces_match_autograd(setup):
+    model, _, batches = setup
+    with torch.no_grad():
+        model.moment_coeffs.normal_(generator=torch.Generator().manual_seed(2))
+    g = batches[0].graph
+    ref = evaluate(model, g)
+    e, f, w = energy_forces_virial(model, g)
+    assert torch.allclose(e, ref.energy, rtol=1e-10, atol=1e-8)
+    assert torch.allclose(f, ref.forces, rtol=1e-9, atol=1e-8)
+    assert torch.allclose(w, ref.virial, rtol=1e-9, atol=1e-8)
+
+
+def test_rows_reproduce_loss(setup):
+    """sum of squared weighted residuals of the design rows == the loss (same weights), also with
+    species coefficients c_t != 1 (fine-tuning keeps them)."""
+    model, _, batches = setup
+    w = LossWeights(1.0, 0.01, 0.001)
+    with torch.no_grad():
+        model.moment_coeffs.normal_(generator=torch.Generator().manual_seed(3))
+        model.species_coeffs.copy_(torch.tensor([0.7, 1.3, 0.9], dtype=torch.float64))
+    try:
+        for b in batches:
+            X, y = batch_rows(model, b, w)
+            x = torch.cat([(model.shift + model.species_coeffs).detach(), model.moment_coeffs.detach()])
+            res = ((X @ x - y) ** 2).sum()
+            assert float(res) == pytest.approx(float(batch_loss(model, b, w, create_graph=False).detach()), rel=1e-9)
+        before = sum(float(batch_loss(model, b, w, create_graph=False).detach()) for b in batches)
+        train_linear(model, batches, w, normalize=False)
+        after = sum(float(batch_loss(model, b, w, create_graph=False).detach()) for b in batches)
+        assert after < before
+        assert model.species_coeffs.tolist() == [0.7, 1.3, 0.9]
+    finally:
+        with torch.no_grad():
+            model.species_coeffs.fill_(1.0)
+
+
+def test_linear_solve_is_least_squares(setup):
+    model, _, batches = setup
+    w = LossWeights(1.0, 0.01, 0.001)
+    train_linear(model, batches, w)
+    X = torch.cat([batch_rows(model, b, w)[0] for b in batches]).numpy()
+    y = torch.cat([batch_rows(model, b, w)[1] for b in batches]).numpy()
+    x_np = np.linalg.lstsq(X, y, rcond=None)[0]
+    x = torch.cat([model.shift.detach() + 1.0, model.moment_coeffs.detach()]).numpy()
+    assert np.allclose(model.species_coeffs.detach().numpy(), 1.0)
+    # Compare fitted values and residuals (coefficients need not be unique in a tiny set).
+    assert np.allclose(X @ x, X @ x_np, rtol=1e-6, atol=1e-6 * np.abs(y).max())
+    assert np.sum((X @ x - y) ** 2) <= np.sum((X @ x_np - y) ** 2) * (1 + 1e-8)
+
+
+def test_loss_skips_missing_labels(setup):
+    model, frames, _ = setup
+    w = LossWeights(1.0, 0.01, 0.001)
+    stripped = []
+    for k, a in enumerate(frames[:4]):
+        b = a.copy()
+        res = a.calc.results
+        kw = {"energy": res["energy"]} if k % 2 else {"forces": res["forces"]}
+        b.calc = SinglePointCalculator(b, **kw)
+        stripped.append(b)
+    full = make_batches(frames[:4], model.cutoff, batch_atoms=100)[0]
+    part = make_batches(stripped, model.cutoff, batch_atoms=100)[0]
+    assert part.virial_mask.sum() == 0 and part.energy_mask.tolist() == [0, 1, 0, 1]
+    # The loss of the stripped set is the full loss with exactly the removed terms left out.
+    def per_term(b, wE, wF, wS):
+        return float(batch_loss(model, b, LossWeights(wE, wF, wS), create_graph=False).detach())
+    e_part = per_term(full, 1, 0, 0)
+    expected = 0.0
+    for k in range(4):
+        one = make_batches(frames[k:k + 1], model.cutoff)[0]
+        expected += per_term(one, 1, 0, 0) if k % 2 else per_term(one, 0, 0.01, 0)
+    assert per_term(part, 1, 0.01, 0.001) == pytest.approx(expected, rel=1e-10)
+    assert e_part > 0
+    train_linear(model, [part], w)  # missing rows are simply absent
+    assert torch.isfinite(model.moment_coeffs).all()
