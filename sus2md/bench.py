@@ -23,7 +23,6 @@ import os
 import platform as _platform
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
+from sus2md.machine import cpu_model
 from sus2md.errors import UsageError
 from sus2md.io.data import species_index
 from sus2md.nn.calc import evaluate, graph_from_atoms
@@ -118,14 +118,6 @@ def scan_species_lists(counts: Sequence[int]) -> list[list[str]]:
 # ---------------------------------------------------------------------------- machine
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return _platform.processor() or _platform.machine()
 
 
 def machine_info() -> dict:
@@ -144,7 +136,7 @@ def machine_info() -> dict:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "hostname": _platform.node(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),
         "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from ase import units as ase_units
 
+from sus2md.machine import cpu_model
 from sus2md.errors import SimulationError
 from sus2md.units import EV_PER_A3_TO_BAR, KB_EV, KJ_PER_MOL_TO_EV, NM_TO_ANGSTROM
 
@@ -358,16 +359,6 @@ def checkpoint_bytes(context: Any) -> bytes:
 
 # --- provenance ---------------------------------------------------------------------------------
 
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or None
 
 
 def hardware() -> dict[str, Any]:
@@ -375,7 +366,7 @@ def hardware() -> dict[str, Any]:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(), "gpu": gpu,
+    return {"cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "gpu": gpu,
             "torch_threads": torch.get_num_threads()}
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sus2md.nn.neighbors import edge_vectors, neighbor_list
+from sus2md.nn.neighbors import neighbor_list
 from sus2md.nn.potential import SUS2Potential
 
 

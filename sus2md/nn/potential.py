@@ -18,7 +18,7 @@ scatter over all its entries.  The graph is only ~5 levels deep.
 """
 
 
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
