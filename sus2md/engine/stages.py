@@ -1,0 +1,547 @@
+"""The stage loop of ``sus2md run`` (:class:`StageRunner`), split out of :mod:`sus2md.engine.run`.
+
+Stages run in order, each with its own integrator (and barostat) in a new Context that takes
+over positions, velocities and box from the previous stage.  The loop advances in chunks that end
+at the next *event* (a thermo row, a frame, a checkpoint, a heat-flux sample, a temperature-ramp
+update, the end of the stage); events sit at multiples of their interval counted from the stage
+start, plus the stage's last step, so an interrupted and resumed run stops at the same steps as an
+uninterrupted one.  Every event checks the state first (:func:`reporters.blowup_problem`): a bad
+state is never written, and the last good one is committed to ``checkpoint.chk``.
+
+Extrapolation grade (protocol section ``extrapolation``): the active set is loaded (or built from
+the training data) before the run directory is touched; during dynamical stages the state is
+graded at multiples of ``interval_steps`` (plus the stage's last step) right after the blow-up
+check, before anything of that step is written.  A thermo row at a graded step carries the
+largest atomic grade in ``max_gamma`` (empty elsewhere and when grading is off); above
+``warn_gamma`` a warning is logged and the configuration appended to ``dump_cfg`` in the run
+directory; above ``break_gamma`` the run stops like a blow-up (SimulationError naming stage,
+step, gamma and atom; the last good state committed to ``checkpoint.chk``).
+
+Seeds: protocol seed ``s`` gives stage ``i`` the velocity seed ``_seed(s, i, 1)``, the Langevin
+seed ``_seed(s, i, 2)`` and the barostat seed ``_seed(s, i, 3)`` (all recorded in provenance).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+from sus2md.engine import reporters as rep
+from sus2md.errors import SimulationError
+from sus2md.protocol import NPTStage, Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Grading:
+    """What the extrapolation grade needs: the eager model, each atom's species index, the active set."""
+
+    model: Any
+    species_index: Any
+    active_set: Any
+    built_from: str | None  # training data the set was built from (None: loaded from an .npz)
+
+
+# --- the stage loop -----------------------------------------------------------------------------
+
+#: a temperature ramp updates the thermostat target every this many steps
+RAMP_UPDATE_STEPS = 10
+_COUNTS = ("frames", "thermo_rows", "heat_flux_rows")
+
+
+def _seed(seed: int, stage_index: int, salt: int) -> int:
+    """A positive 31-bit seed (OpenMM takes 0 to mean 'pick one at random')."""
+    return 1 + (seed * 1_000_003 + stage_index * 7919 + salt * 104_729) % 2_147_483_000
+
+
+def _stage_seeds(seed: int, i: int, stage: Any) -> dict[str, int]:
+    """The seeds stage ``i`` actually uses (for provenance)."""
+    out = {}
+    if getattr(stage, "initial_velocities", None) == "maxwell":
+        out["velocities"] = _seed(seed, i, 1)
+    if getattr(stage, "thermostat", None) == "langevin":
+        out["thermostat"] = _seed(seed, i, 2)
+    if stage.type == "npt":
+        out["barostat"] = _seed(seed, i, 3)
+    return out
+
+
+def _next_multiple(step: int, n: int) -> int:
+    return (step // n + 1) * n
+
+
+class StageRunner:
+    """Runs the stages of one (effective) protocol into ``run_dir``; see :func:`run_protocol`."""
+
+    def __init__(self, proto: Protocol, run_dir: Path, atoms: Any, *, progress: bool,
+                 heat_flux: rep.HeatFluxFunction | None, replica: int | None, max_steps: int | None,
+                 command_line: list[str], grading: Grading | None = None, module: Any = None) -> None:
+        self.proto, self.run_dir, self.atoms = proto, run_dir, atoms
+        self.stages = list(proto.stages)
+        self.n_atoms = len(atoms)
+        self.steps = [getattr(s, "steps", 0) or 0 for s in self.stages]
+        self.step_offset = [sum(self.steps[:i]) for i in range(len(self.stages))]
+        dts = [getattr(s, "timestep_fs", 0.0) / 1000.0 for s in self.stages]
+        self.time_offset = [sum(n * dt for n, dt in zip(self.steps[:i], dts[:i])) for i in range(len(self.stages))]
+        self.counts = {k: 0 for k in _COUNTS}
+        self.global_step = 0
+        self.stop_signal: int | None = None
+        self.last_good: tuple[bytes, dict[str, Any]] | None = None
+        self.heat_flux = heat_flux
+        seeds = {"protocol": proto.seed, "stages": {s.name: _stage_seeds(proto.seed, i, s) for i, s in enumerate(self.stages)}}
+        self.prov = rep.Provenance(run_dir, proto, atoms, replica=replica, max_steps=max_steps,
+                                   command_line=command_line, seeds=seeds)
+        self._progress_enabled = progress and sys.stderr.isatty()
+        self._module: Any = module
+        self._writers: dict[str, Any] = {}
+        self._rate_mark = (0.0, 0)
+        self.monitor: Any = None
+        if grading is not None:
+            from sus2md.grade import GradeMonitor
+
+            ex = proto.extrapolation
+            self._eager_model, self._species_index = grading.model, grading.species_index
+            self.monitor = GradeMonitor(grading.model, grading.active_set, ex.warn_gamma, ex.break_gamma,
+                                        dump_path=run_dir / ex.dump_cfg)
+            if grading.built_from is not None:
+                grading.active_set.save(run_dir / "active_set.npz")
+            self.prov.data["extrapolation"] = {
+                "active_set": ex.active_set or str(run_dir / "active_set.npz"), "built_from": grading.built_from,
+                "active_set_rows": {str(t): n for t, n in grading.active_set.size().items()},
+                "max_gamma": None, "n_dumped": 0}
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def run(self, ck: tuple[bytes, dict[str, Any]] | None) -> tuple[str, float]:
+        """Run (or resume) all stages; returns (status, wall seconds of this session)."""
+        from tqdm import tqdm
+
+        self.prov.begin(resumed_from=None if ck is None else ck[1]["global_step"])
+        self._pbar = tqdm(total=sum(self.steps), initial=0 if ck is None else ck[1]["global_step"], unit="step",
+                          file=sys.stderr, disable=not self._progress_enabled, dynamic_ncols=True)
+        try:
+            status = self._run_stages(ck)
+        except BaseException as exc:
+            self._close()
+            failed = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc}"
+            self.prov.end(failed, self._platform_info())
+            raise
+        self._close()
+        self.prov.end(status, self._platform_info())
+        return status, self.prov.session_wall
+
+    def _close(self) -> None:
+        self._pbar.close()
+        for w in self._writers.values():
+            w.close()
+
+    def _adapter(self) -> Any:
+        if self._module is None:
+            from sus2md.engine.force import bound_adapter
+
+            m = self.proto.model
+            self._module = bound_adapter(m.path, self.atoms, dtype=self.proto.dtype, species=m.species)
+        return self._module
+
+    def _simulation(self, i: int, step: int) -> Any:
+        """A new Simulation for stage ``i`` with its integrator (and barostat), thermostat at ``step``."""
+        from sus2md.engine.integrators import create_simulation, make_barostat, make_integrator
+        from sus2md.protocol import MinimizeStage, NVEStage
+
+        p, stage = self.proto, self.stages[i]
+        barostat = None
+        if isinstance(stage, MinimizeStage):
+            integ = make_integrator("verlet", 1.0)
+        elif isinstance(stage, NVEStage):
+            integ = make_integrator("verlet", stage.timestep_fs)
+        else:
+            t = self._target(i, step)
+            integ = make_integrator(stage.thermostat, stage.timestep_fs, t, friction_per_ps=stage.friction_per_ps or 1.0,
+                                    collision_frequency_per_ps=stage.collision_frequency_per_ps or 1.0,
+                                    seed=_seed(p.seed, i, 2))
+            if isinstance(stage, NPTStage):
+                barostat = make_barostat(stage.barostat, stage.pressure_bar, t, stage.barostat_interval_steps,
+                                         seed=_seed(p.seed, i, 3))
+        sim = create_simulation(self.atoms, self._adapter(), backend=p.backend, dtype=p.dtype, platform=p.platform,
+                                precision=p.precision, threads=p.threads, integrator=integ, barostat=barostat,
+                                remove_com_motion=p.remove_com_motion, cuda_graphs=p.cuda_graphs)
+        self._context_info(sim)
+        return sim
+
+    def _context_info(self, sim: Any) -> None:
+        """Remember the platform and the per-system constants (dof, mass, periodicity)."""
+        import openmm
+
+        system, ctx = sim.system, sim.context
+        self._platform = ctx.getPlatform()
+        self._context = ctx
+        self.periodic = system.usesPeriodicBoundaryConditions()
+        com = any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
+        self.dof = 3 * system.getNumParticles() - system.getNumConstraints() - (3 if com else 0)
+        self.total_mass = sum(system.getParticleMass(k)._value for k in range(system.getNumParticles()))
+
+    def _platform_info(self) -> dict[str, Any]:
+        plat = getattr(self, "_platform", None)
+        if plat is None:
+            return {"name": self.proto.platform}
+        props = {}
+        for name in plat.getPropertyNames():
+            try:
+                props[name] = plat.getPropertyValue(self._context, name)
+            except Exception:  # noqa: BLE001 - some properties cannot be read back
+                pass
+        return {"name": plat.getName(), "properties": props}
+
+    def _open_writers(self, topology: Any, append: bool) -> None:
+        fmt = self.proto.output.trajectory_format
+        d = self.run_dir
+        self._writers = {
+            "trajectory": rep.TrajectoryWriter(d / f"trajectory.{fmt}", topology, fmt, append=append),
+            "frames": rep.CsvLog(d / "frames.csv", rep.FRAMES_COLUMNS, append=append),
+            "thermo": rep.CsvLog(d / "thermo.csv", rep.THERMO_COLUMNS, append=append),
+        }
+        if any(getattr(s, "heat_flux_interval_steps", None) for s in self.stages):
+            self._writers["heat_flux"] = rep.CsvLog(d / "heat_flux.csv", rep.HEAT_FLUX_COLUMNS, append=append)
+
+    def _truncate_outputs(self, book: dict[str, Any]) -> None:
+        """Cut every data file back to what checkpoint ``book`` counted (resume)."""
+        fmt = self.proto.output.trajectory_format
+        d = self.run_dir
+        rep.truncate_trajectory(d / f"trajectory.{fmt}", fmt, book["frames"], self.n_atoms, bool(self.atoms.pbc.all()))
+        rep.truncate_csv(d / "frames.csv", book["frames"])
+        rep.truncate_csv(d / "thermo.csv", book["thermo_rows"])
+        if (d / "heat_flux.csv").exists() or book["heat_flux_rows"]:
+            rep.truncate_csv(d / "heat_flux.csv", book["heat_flux_rows"])
+        for p in d.glob("final.*"):
+            p.unlink()
+
+    # -- the stages ----------------------------------------------------------------------------
+
+    def _run_stages(self, ck: tuple[bytes, dict[str, Any]] | None) -> str:
+        from openmm import unit
+
+        from sus2md.engine.system import write_topology_pdb
+        from sus2md.protocol import MinimizeStage
+
+        i0, step0, sim, carried = 0, 0, None, None
+        if ck is None:
+            sim = self._simulation(0, 0)
+            st = sim.context.getState(getPositions=True, enforcePeriodicBox=False)
+            box = st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) if self.periodic else None
+            write_topology_pdb(sim.topology, st.getPositions(asNumpy=True).value_in_unit(unit.nanometer), box,
+                               self.run_dir / "topology.pdb")
+            self._open_writers(sim.topology, append=False)
+        else:
+            chk, book = ck
+            i0, step0 = book["stage_index"], book["step_in_stage"]
+            self.counts = {k: book[k] for k in _COUNTS}
+            self.global_step = book["global_step"]
+            self.last_good = ck
+            self._truncate_outputs(book)
+            sim = self._simulation(i0, step0)
+            sim.context.loadCheckpoint(chk)
+            self._open_writers(sim.topology, append=True)
+            if book["stage_complete"]:
+                carried, sim, i0 = self._carry(sim), None, i0 + 1
+        for i in range(i0, len(self.stages)):
+            resumed = ck is not None and i == i0
+            if sim is None:
+                sim = self._simulation(i, 0)
+                self._apply(sim, carried)
+            if not resumed:
+                sim.context.setTime(self.time_offset[i])
+            if isinstance(self.stages[i], MinimizeStage):
+                self._minimize(i, sim)
+            elif not self._dynamics(i, sim, step0 if resumed else 0, resumed):
+                return "interrupted"
+            carried, sim = self._carry(sim), None
+            if self.stop_signal is not None:
+                return "interrupted"
+        self._finish(carried)
+        return "completed"
+
+    def _carry(self, sim: Any) -> Any:
+        return sim.context.getState(getPositions=True, getVelocities=True, enforcePeriodicBox=False)
+
+    def _apply(self, sim: Any, state: Any) -> None:
+        """Positions, velocities and box of ``state`` into the new stage's Context."""
+        ctx = sim.context
+        if self.periodic:
+            ctx.setPeriodicBoxVectors(*state.getPeriodicBoxVectors())
+        ctx.setPositions(state.getPositions())
+        ctx.setVelocities(state.getVelocities())
+
+    def _target(self, i: int, step: int) -> float | None:
+        """Thermostat target (K) at ``step`` of stage ``i``: ramps move in RAMP_UPDATE_STEPS chunks."""
+        stage = self.stages[i]
+        if not hasattr(stage, "temperature_at") or stage.type == "nve":
+            return None
+        n = self.steps[i]
+        if n == 0:
+            return stage.temperature_at(0.0)
+        return stage.temperature_at((step // RAMP_UPDATE_STEPS) * RAMP_UPDATE_STEPS / n)
+
+    def _minimize(self, i: int, sim: Any) -> None:
+        from sus2md.engine.integrators import minimize
+
+        stage = self.stages[i]
+        self._pbar.set_description(stage.name)
+        e0, e1 = minimize(sim, stage.tolerance_kJ_mol_nm, stage.max_iterations)
+        self.prov.stage_minimized(i, e0, e1)
+        self._event_checkpoint(i, sim, 0, complete=True)
+
+    def _dynamics(self, i: int, sim: Any, step: int, resumed: bool) -> bool:
+        """Run stage ``i`` from ``step``; False when a signal stopped it (checkpoint written)."""
+        import openmm
+        from openmm import unit
+
+        stage, n, ctx = self.stages[i], self.steps[i], sim.context
+        if not resumed and stage.initial_velocities == "maxwell":
+            t0 = self._target(i, 0) or stage.temperature_K
+            ctx.setVelocitiesToTemperature(t0 * unit.kelvin, _seed(self.proto.seed, i, 1))
+        if not resumed:
+            self.last_good = (rep.checkpoint_bytes(ctx), self._book(i, 0, complete=n == 0))
+        self._pbar.set_description(stage.name)
+        self._rate_mark = (time.perf_counter(), self.step_offset[i] + step)
+        ramp = getattr(stage, "temperature_ramp_K", None) is not None
+        t_set = None
+        while step < n:
+            if self.stop_signal is not None:
+                self._interrupt(i, sim, step)
+                return False
+            if ramp and self._target(i, step) != t_set:
+                t_set = self._set_temperature(sim, self._target(i, step))
+            stop = self._next_stop(i, step, ramp)
+            t0 = time.perf_counter()
+            try:
+                sim.step(stop - step)
+            except openmm.OpenMMException as exc:
+                self._blowup(i, stop, f"OpenMM failed ({str(exc).splitlines()[0]})")
+            self.prov.stage_progress(i, stop - step, self.n_atoms, time.perf_counter() - t0)
+            self._pbar.update(stop - step)
+            step = stop
+            self.global_step = self.step_offset[i] + step
+            self._event(i, sim, step)
+        if n == 0:
+            self._event_checkpoint(i, sim, 0, complete=True)
+        return True
+
+    def _set_temperature(self, sim: Any, t: float) -> float:
+        sim.integrator.setTemperature(t)
+        for f in sim.system.getForces():
+            if "Barostat" in type(f).__name__:
+                sim.context.setParameter(type(f).Temperature(), t)
+        return t
+
+    def _next_stop(self, i: int, step: int, ramp: bool) -> int:
+        stage = self.stages[i]
+        stops = [self.steps[i], _next_multiple(step, stage.report_interval_steps),
+                 _next_multiple(step, stage.trajectory_interval_steps),
+                 _next_multiple(step, self.proto.output.checkpoint_interval_steps)]
+        if ramp:
+            stops.append(_next_multiple(step, RAMP_UPDATE_STEPS))
+        hf = getattr(stage, "heat_flux_interval_steps", None)
+        if hf:
+            stops.append(_next_multiple(step, hf))
+        if self.monitor is not None:
+            stops.append(_next_multiple(step, self.proto.extrapolation.interval_steps))
+        return min(stops)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _book(self, i: int, step: int, complete: bool) -> dict[str, Any]:
+        stage = self.stages[i]
+        return {"version": 1, "stage_index": i, "stage": stage.name, "step_in_stage": step,
+                "stage_complete": complete, "global_step": self.step_offset[i] + step,
+                "time_ps": self._time(i, step), **self.counts, "completed": False}
+
+    def _time(self, i: int, step: int) -> float:
+        return self.time_offset[i] + step * getattr(self.stages[i], "timestep_fs", 0.0) / 1000.0
+
+    def _event(self, i: int, sim: Any, step: int) -> None:
+        """Check the state at ``step`` and write what is due there (rows, frame, checkpoint)."""
+        stage, last = self.stages[i], step == self.steps[i]
+        report = last or step % stage.report_interval_steps == 0
+        frame = last or step % stage.trajectory_interval_steps == 0
+        chk = last or step % self.proto.output.checkpoint_interval_steps == 0
+        hf_every = getattr(stage, "heat_flux_interval_steps", None)
+        hf = bool(hf_every) and step % hf_every == 0
+        grade = self.monitor is not None and (last or step % self.proto.extrapolation.interval_steps == 0)
+        if not (report or frame or chk or hf or grade):
+            return
+        snap = self._checked_snapshot(i, sim, step)
+        gamma = self._grade(i, step, snap) if grade else None
+        gstep, t_ps = self.step_offset[i] + step, self._time(i, step)
+        if report:
+            now, (t_mark, g_mark) = time.perf_counter(), self._rate_mark
+            rate = self.n_atoms * (gstep - g_mark) / (now - t_mark) if now > t_mark and gstep > g_mark else None
+            self._rate_mark = (now, gstep)
+            vals = rep.thermo_values(snap, self.dof, self.total_mass, self._pressure(snap))
+            self._writers["thermo"].write([gstep, t_ps, i, stage.name, *vals.values(), rate, gamma])
+            self.counts["thermo_rows"] += 1
+            if rate:
+                self._pbar.set_postfix_str(f"{rate:.3g} atom-steps/s", refresh=False)
+        if frame:
+            self._writers["trajectory"].write(snap.positions_nm, snap.box_nm)
+            self._writers["frames"].write([self.counts["frames"], i, stage.name, gstep, t_ps])
+            self.counts["frames"] += 1
+        if hf:
+            j = self._heat_flux()(snap.positions_nm, snap.velocities_nm_ps, snap.box_nm)
+            self._writers["heat_flux"].write([gstep, t_ps, i, *map(float, j)])
+            self.counts["heat_flux_rows"] += 1
+        if chk:
+            self._event_checkpoint(i, sim, step, complete=last)
+        else:
+            self.last_good = (rep.checkpoint_bytes(sim.context), self._book(i, step, complete=False))
+
+    def _checked_snapshot(self, i: int, sim: Any, step: int) -> rep.Snapshot:
+        snap = rep.take_snapshot(sim.context, self.periodic)
+        problem = rep.blowup_problem(snap, self.dof, self._target(i, step))
+        if problem is not None:
+            self._blowup(i, step, problem)
+        return snap
+
+    def _grade(self, i: int, step: int, snap: rep.Snapshot) -> float:
+        """Max extrapolation grade of ``snap``; above break_gamma: the last good state is kept and
+        SimulationError names the stage, step, gamma and atom."""
+        import numpy as np
+
+        from sus2md.units import NM_TO_ANGSTROM
+
+        periodic = snap.box_nm is not None
+        cell = snap.box_nm * NM_TO_ANGSTROM if periodic else np.zeros((3, 3))
+        try:
+            gamma = self.monitor.check(self._species_index, snap.positions_nm * NM_TO_ANGSTROM, cell,
+                                       np.full(3, periodic), self.step_offset[i] + step)
+        except SimulationError as exc:
+            what = str(exc).split(": ", 1)[-1]  # drop the monitor's "step N: "
+            what = what.replace("the break threshold", "extrapolation.break_gamma")
+            raise SimulationError(f"stage '{self.stages[i].name}' step {step}: {what}; {self._keep_last_good(i)}; "
+                                  "add the dumped configurations to the training data and retrain, or raise "
+                                  "break_gamma") from None
+        self._note_grade(gamma)
+        return gamma
+
+    def _note_grade(self, gamma: float) -> None:
+        """Largest grade and dump count of this session, for provenance.json."""
+        ext = self.prov.data["extrapolation"]
+        ext["max_gamma"] = gamma if ext["max_gamma"] is None else max(ext["max_gamma"], gamma)
+        ext["n_dumped"] = self.monitor.n_dumped
+
+    def _event_checkpoint(self, i: int, sim: Any, step: int, complete: bool) -> None:
+        for w in self._writers.values():
+            w.sync()
+        book = self._book(i, step, complete)
+        data = rep.checkpoint_bytes(sim.context)
+        rep.write_checkpoint(self.run_dir, data, book)
+        self.last_good = (data, book)
+
+    def _pressure(self, snap: rep.Snapshot) -> float | None:
+        """Virial pressure (bar) of a periodic system, from the eager model."""
+        if snap.box_nm is None:
+            return None
+        model, index = self._eager()
+        return rep.virial_pressure_bar(model, index, snap)
+
+    def _eager(self) -> tuple[Any, Any]:
+        """The run's model as an eager (or scripted) SUS2Potential and each atom's species index."""
+        if getattr(self, "_eager_model", None) is None:
+            from sus2md.io.data import species_index
+
+            self._eager_model = load_eager_model(self.proto)
+            names = list(self._eager_model.species_names)
+            self._species_index = species_index(self.atoms, names, source="structure")
+        return self._eager_model, self._species_index
+
+    def _heat_flux(self) -> rep.HeatFluxFunction:
+        if self.heat_flux is None:
+            self.heat_flux = _default_heat_flux(self.proto, self.atoms, self._eager()[0])
+        return self.heat_flux
+
+    def _interrupt(self, i: int, sim: Any, step: int) -> None:
+        """A signal arrived: checkpoint the (checked) current state and stop."""
+        self._checked_snapshot(i, sim, step)
+        self._event_checkpoint(i, sim, step, complete=False)
+        log.warning("interrupted at stage '%s' step %d; checkpoint written", self.stages[i].name, step)
+
+    def _blowup(self, i: int, step: int, problem: str) -> None:
+        """Commit the last good state and raise SimulationError naming the stage, step and cause."""
+        stage = self.stages[i]
+        kept = self._keep_last_good(i)
+        dt = getattr(stage, "timestep_fs", None)
+        raise SimulationError(f"stage '{stage.name}' step {step}: {problem}; likely cause: timestep too large "
+                              f"({dt} fs) or the structure left the model's training domain; {kept}")
+
+    def _keep_last_good(self, i: int) -> str:
+        """Commit the last good state to checkpoint.chk; a phrase saying which state that is."""
+        if self.last_good is None:
+            return "no good state to keep"
+        data, book = self.last_good
+        rep.write_checkpoint(self.run_dir, data, book)
+        where = (f"step {book['step_in_stage']}" if book["stage_index"] == i
+                 else f"end of stage '{book['stage']}'")
+        return f"last good state kept in checkpoint.chk ({where})"
+
+    def _finish(self, state: Any) -> None:
+        """final.<fmt> structures, final_state.xml, and the checkpoint marked completed."""
+        import numpy as np
+        import openmm
+        from ase import units as ase_units
+        from openmm import unit
+
+        from sus2md.units import NM_TO_ANGSTROM
+
+        atoms = self.atoms.copy()
+        atoms.set_positions(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * NM_TO_ANGSTROM)
+        v = state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond) * NM_TO_ANGSTROM
+        atoms.set_velocities(np.asarray(v) / (1000.0 * ase_units.fs))
+        if self.periodic:
+            atoms.set_cell(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) * NM_TO_ANGSTROM)
+            atoms.wrap()
+        _write_final(self.run_dir, atoms, self.proto.output.final_structure_formats)
+        rep.atomic_write(self.run_dir / "final_state.xml", openmm.XmlSerializer.serialize(state).encode())
+        if self.last_good is not None:
+            data, book = self.last_good
+            rep.write_checkpoint(self.run_dir, data, {**book, "completed": True})
+
+
+_FINAL_FORMATS = {"extxyz": ("extxyz", "extxyz"), "cif": ("cif", "cif"), "pdb": ("pdb", "proteindatabank"),
+                  "vasp": ("vasp", "vasp"), "lammps-data": ("lammps-data", "lammps-data")}
+
+
+def _write_final(run_dir: Path, atoms: Any, formats: tuple[str, ...]) -> None:
+    import ase.io
+
+    for fmt in formats:
+        ext, ase_fmt = _FINAL_FORMATS[fmt]
+        a = atoms.copy()
+        if fmt != "extxyz":  # velocities and extra arrays are extxyz-only
+            a.set_momenta(None)
+            a.arrays.pop("mtp_type", None)
+        ase.io.write(run_dir / f"final.{ext}", a, format=ase_fmt)
+
+
+def load_eager_model(proto: Protocol) -> Any:
+    """SUS2Potential of the protocol's model (scripted when the model is a compiled ``.pt``)."""
+    path = Path(proto.model.path)
+    if path.suffix == ".pt":
+        from sus2md.export import load_compiled
+
+        return load_compiled(path)[0].model
+    from sus2md.model import load_model
+
+    return load_model(path, species=proto.model.species, dtype=proto.dtype)
+
+
+def _default_heat_flux(proto: Protocol, atoms: Any, model: Any) -> rep.HeatFluxFunction:
+    """J from :func:`sus2md.heatflux.heat_current_from_state` with the run's eager model."""
+    from functools import partial
+
+    from sus2md.heatflux import heat_current_from_state
+
+    return partial(heat_current_from_state, model, atoms.get_chemical_symbols(), masses_amu=atoms.get_masses())
