@@ -124,28 +124,27 @@ def neighbor_list(
     jj: list[Tensor] = []
     ss: list[Tensor] = []
     cut2 = cutoff * cutoff
+    sorted_points = points.index_select(0, order)  # candidates are read in bin order
     for start in range(0, n, chunk):
         atoms = torch.arange(start, min(n, start + chunk), device=device)
-        nb3 = bin3[atoms].unsqueeze(1) + offsets.unsqueeze(0)  # (A, 125, 3)
+        nb3 = bin3.index_select(0, atoms).unsqueeze(1) + offsets.unsqueeze(0)  # (A, 125, 3)
         valid = ((nb3 >= 0) & (nb3 < nbins)).all(dim=2)
         nzv = torch.nonzero(valid)
         a_idx = nzv[:, 0]
-        o_idx = nzv[:, 1]
-        b = (nb3[a_idx, o_idx] * strides).sum(dim=1)
-        cnt = counts[b]
+        b = (nb3.reshape(-1, 3).index_select(0, a_idx * offsets.shape[0] + nzv[:, 1]) * strides).sum(dim=1)
+        cnt = counts.index_select(0, b)
         pair = torch.repeat_interleave(torch.arange(cnt.shape[0], device=device), cnt)
         first = torch.cumsum(cnt, 0) - cnt
-        within = torch.arange(pair.shape[0], device=device) - first[pair]
-        p = order[starts[b][pair] + within]  # candidate point
-        i = atoms[a_idx[pair]]
-        d = points[p] - points[i]
+        slot = starts.index_select(0, b).index_select(0, pair) + torch.arange(pair.shape[0], device=device) - first.index_select(0, pair)
+        i = atoms.index_select(0, a_idx.index_select(0, pair))
+        d = sorted_points.index_select(0, slot) - points.index_select(0, i)
         d2 = (d * d).sum(dim=1)
-        keep = (d2 < cut2) & (d2 > 0)
-        i = i[keep]
-        p = p[keep]
+        keep = torch.nonzero((d2 < cut2) & (d2 > 0)).squeeze(1)
+        i = i.index_select(0, keep)
+        pnt = order.index_select(0, slot.index_select(0, keep))
         ii.append(i)
-        jj.append(owner[p])
-        ss.append(shift[p] - shift[i])
+        jj.append(owner.index_select(0, pnt))
+        ss.append(shift.index_select(0, pnt) - shift.index_select(0, i))
     return torch.cat(ii), torch.cat(jj), torch.cat(ss)
 
 
