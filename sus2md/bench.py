@@ -42,7 +42,7 @@ __all__ = ["BenchConfig", "run_bench", "species_scan", "to_markdown", "machine_i
 log = logging.getLogger(__name__)
 
 SCHEMA = "sus2md-bench/1"
-BACKENDS = ("model", "torch", "python")
+BACKENDS = ("model", "torch", "python", "compiled")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EMT_SPECIES = ["Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"]
 # the 53 species of the authors' alloy.mtp, in its type order

@@ -39,7 +39,7 @@ def bench(
     species: Optional[str] = typer.Option(None, help="Element symbols of the model's species in type order (for .mtp files that name none)."),
     sizes: str = typer.Option("1500", help="Target atom counts, e.g. 1500,12000,100000 (the structure is replicated k x k x k)."),
     dtypes: str = typer.Option("float32,float64", help="Model precisions."),
-    backends: str = typer.Option("model,torch,python", help="model (energy+forces alone), torch (TorchForce MD), python (PythonForce MD)."),
+    backends: str = typer.Option("model,torch,python", help="model (energy+forces alone), torch (TorchForce MD), python (PythonForce MD), compiled (PythonForce over torch.compile; opt-in, compiles first)."),
     threads: str = typer.Option("1", help="Thread counts (torch intra-op and OpenMM CPU), e.g. 1,2."),
     device: str = typer.Option("cpu", help="cpu (OpenMM CPU platform) or cuda (CUDA platform, mixed precision)."),
     steps: int = typer.Option(5, help="Steps (or model calls) per timed round."),
