@@ -25,6 +25,7 @@ from torch import Tensor
 import sus2md
 from sus2md.errors import ModelFileError, UsageError
 from sus2md.io.mtp import file_sha256
+from sus2md.nn.calc import edge_forces
 from sus2md.nn.neighbors import edge_vectors, neighbor_list
 from sus2md.nn.potential import SUS2Potential
 from sus2md.units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
@@ -121,7 +122,7 @@ class OpenMMAdapter(torch.nn.Module):
             grads = torch.autograd.grad([energy], [vec])
             g = grads[0]
             d = g if g is not None else torch.zeros_like(vec)
-        f = torch.zeros((n, 3), dtype=d.dtype, device=device).index_add(0, i, d).index_add(0, j, -d)
+        f = edge_forces(n, i, j, d)
         forces = (f * (self.ev_to_kj * self.nm_to_A)).to(device=positions.device, dtype=positions.dtype)
         return (energy.detach() * self.ev_to_kj).to(positions.device), forces
 

@@ -55,7 +55,7 @@ from ase import units as _ase_units
 from ase.data import atomic_masses, atomic_numbers
 
 from sus2md.errors import UsageError
-from sus2md.nn.calc import Graph, build_graph
+from sus2md.nn.calc import Graph, build_graph, edge_gradients
 from sus2md.nn.potential import SUS2Potential
 from sus2md.units import NM_TO_ANGSTROM
 
@@ -99,9 +99,7 @@ def edge_derivatives(model: SUS2Potential, graph: Graph) -> tuple[torch.Tensor, 
     Returns:
         ``E_i`` (N,) eV, ``d_e = dE_{i(e)}/dr_e`` (E, 3) eV/Å and ``r_e`` (E, 3) Å, all detached.
     """
-    vec = graph.edge_vectors().detach().requires_grad_(True)
-    e_site = model(graph.species, graph.edge_i, graph.edge_j, vec)
-    (d,) = torch.autograd.grad(e_site.sum(), vec)
+    e_site, d, vec = edge_gradients(model, graph)
     return e_site.detach(), d, vec.detach()
 
 

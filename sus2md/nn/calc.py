@@ -11,7 +11,7 @@ Stress in ASE's convention (tensile positive, eV/Å^3) is ``-W / V``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -101,6 +101,38 @@ class Results:
         return -self.virial / vol.reshape(-1, 1, 1)
 
 
+def edge_forces(n_atoms: int, edge_i: Tensor, edge_j: Tensor, d: Tensor) -> Tensor:
+    """Forces (N, 3) from edge gradients d_e = dE/dr_e: ``F_i += d_e``, ``F_j -= d_e``."""
+    f = torch.zeros((n_atoms, 3), dtype=d.dtype, device=d.device)
+    return f.index_add(0, edge_i, d).index_add(0, edge_j, -d)
+
+
+def edge_virials(graph: Graph, d: Tensor, vec: Tensor) -> Tensor:
+    """Virial of every configuration (B, 3, 3), eV: ``W = -sum_e d_e (x) r_e``."""
+    w_e = -d.unsqueeze(2) * vec.unsqueeze(1)  # (E, 3, 3): -d_a r_b
+    eb = graph.batch.index_select(0, graph.edge_i)
+    return torch.zeros((graph.n_configs, 3, 3), dtype=d.dtype, device=d.device).index_add(0, eb, w_e)
+
+
+def edge_gradients(
+    model: SUS2Potential, graph: Graph, create_graph: bool = False, analytic: bool = False
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Site energies (N,) eV, edge gradients d_e = dE/dr_e (E, 3) eV/Å and edge vectors (E, 3) Å.
+
+    ``create_graph=True`` keeps the graph so d_e can be differentiated again (training);
+    ``analytic=True`` uses the model's explicit reverse pass instead of autograd.
+    """
+    vec = graph.edge_vectors()
+    if analytic and not create_graph:
+        with torch.no_grad():
+            e_site, d = model.energies_and_edge_gradients(graph.species, graph.edge_i, graph.edge_j, vec.detach())
+        return e_site, d, vec.detach()
+    vec = vec.requires_grad_(True) if create_graph else vec.detach().requires_grad_(True)
+    e_site = model(graph.species, graph.edge_i, graph.edge_j, vec)
+    (d,) = torch.autograd.grad(e_site.sum(), vec, create_graph=create_graph)
+    return e_site, d, vec
+
+
 def evaluate(
     model: SUS2Potential,
     graph: Graph,
@@ -115,29 +147,16 @@ def evaluate(
     differentiated with respect to the parameters (training).  ``analytic=True`` uses the
     model's explicit reverse pass instead of autograd (same numbers; on CPU autograd is as fast).
     """
-    need_grad = forces or virial
-    vec = graph.edge_vectors()
-    if need_grad and analytic and not create_graph:
-        with torch.no_grad():
-            e_site, d = model.energies_and_edge_gradients(graph.species, graph.edge_i, graph.edge_j, vec.detach())
-        vec = vec.detach()
+    if not (forces or virial):
+        e_site = model(graph.species, graph.edge_i, graph.edge_j, graph.edge_vectors())
     else:
-        if need_grad:
-            vec = vec.detach().requires_grad_(True) if not create_graph else vec.requires_grad_(True)
-        e_site = model(graph.species, graph.edge_i, graph.edge_j, vec)
+        e_site, d, vec = edge_gradients(model, graph, create_graph=create_graph, analytic=analytic)
     energy = torch.zeros(graph.n_configs, dtype=e_site.dtype, device=e_site.device).index_add(0, graph.batch, e_site)
     res = Results(energy=energy, site_energies=e_site)
-    if not need_grad:
-        return res
-    if not analytic or create_graph:
-        (d,) = torch.autograd.grad(energy.sum(), vec, create_graph=create_graph)
     if forces:
-        f = torch.zeros_like(graph.positions, dtype=d.dtype)
-        res.forces = f.index_add(0, graph.edge_i, d).index_add(0, graph.edge_j, -d)
+        res.forces = edge_forces(graph.positions.shape[0], graph.edge_i, graph.edge_j, d)
     if virial:
-        w_e = -d.unsqueeze(2) * vec.unsqueeze(1)  # (E, 3, 3): -d_a r_b
-        eb = graph.batch.index_select(0, graph.edge_i)
-        res.virial = torch.zeros((graph.n_configs, 3, 3), dtype=d.dtype, device=d.device).index_add(0, eb, w_e)
+        res.virial = edge_virials(graph, d, vec)
     return res
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from sus2md.nn.calc import Graph
+from sus2md.nn.calc import Graph, edge_forces, edge_virials
 from sus2md.nn.potential import SUS2Potential
 
 __all__ = ["edge_terms", "contract", "energy_forces_virial", "descriptor_jacobian"]
@@ -149,10 +149,8 @@ def energy_forces_virial(model: SUS2Potential, graph: Graph) -> tuple[Tensor, Te
     (G,) = torch.autograd.grad(site.sum(), M, create_graph=True)  # (N, n_basic)
     energy = torch.zeros(graph.n_configs, dtype=site.dtype, device=site.device).index_add(0, graph.batch, site)
     d = (G.index_select(0, graph.edge_i).unsqueeze(2) * dcontrib).sum(1)  # (E, 3)
-    forces = torch.zeros_like(graph.positions, dtype=d.dtype).index_add(0, graph.edge_i, d).index_add(0, graph.edge_j, -d)
-    eb = graph.batch.index_select(0, graph.edge_i)
-    virial = torch.zeros((graph.n_configs, 3, 3), dtype=d.dtype, device=d.device).index_add(0, eb, -d.unsqueeze(2) * vec.unsqueeze(1))
-    return energy, forces, virial
+    forces = edge_forces(n, graph.edge_i, graph.edge_j, d)
+    return energy, forces, edge_virials(graph, d, vec)
 
 
 @torch.no_grad()
