@@ -198,7 +198,8 @@ class SUS2Potential(torch.nn.Module):
         )
         w = self.species_weight
         pref = self.scaling * w.index_select(0, ti) * w.index_select(0, tj)
-        rad = (T @ cmat) * (pref * fc).unsqueeze(1)
+        tc = T @ cmat  # (E, n_mu) contracted Chebyshev terms, shared by R and dR/dr
+        rad = tc * (pref * fc).unsqueeze(1)
         if not derivative:
             return rad, rad
         dcheb = [torch.zeros_like(xi), torch.ones_like(xi)]
@@ -207,7 +208,7 @@ class SUS2Potential(torch.nn.Module):
         dxi = 0.5 * alpha * (1.0 - xi * xi)
         dT = (torch.stack(dcheb[: self.radial_basis_size], dim=2) * dxi.unsqueeze(2)).reshape(xi.shape[0], nbr)
         dfc = torch.where(inside, 2.0 * (r - self.cutoff), torch.zeros_like(r))
-        drad = ((T @ cmat) * dfc.unsqueeze(1) + (dT @ cmat) * fc.unsqueeze(1)) * pref.unsqueeze(1)
+        drad = (tc * dfc.unsqueeze(1) + (dT @ cmat) * fc.unsqueeze(1)) * pref.unsqueeze(1)
         return rad, drad
 
     def _pad(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
@@ -232,15 +233,15 @@ class SUS2Potential(torch.nn.Module):
         ti = species.repeat_interleave(max_nb)
         return vec, ti, tj, flat, order, max_nb
 
-    def _monomials(self, u: Tensor) -> Tuple[Tensor, Tensor]:
-        """u_x^a u_y^b u_z^c for every (a,b,c) with a+b+c <= L, (E, n_mono), and the per-axis powers (E, 3, L+1)."""
+    def _monomials(self, u: Tensor) -> Tensor:
+        """u_x^a u_y^b u_z^c for every (a,b,c) with a+b+c <= L, (E, n_mono)."""
         powers = [torch.ones_like(u)]
         for _ in range(self.L):
             powers.append(powers[-1] * u)
         pw = torch.stack(powers, dim=2)
         e = self.mono_exp
         mono = pw[:, 0, :].index_select(1, e[:, 0]) * pw[:, 1, :].index_select(1, e[:, 1]) * pw[:, 2, :].index_select(1, e[:, 2])
-        return mono, pw
+        return mono
 
     def _contract(self, mom: Tensor) -> Tensor:
         """All moment slots (N, n_mom) from the basic ones, one gather-multiply-scatter per level."""
@@ -269,7 +270,7 @@ class SUS2Potential(torch.nn.Module):
         vec, ti, tj, flat, order, max_nb = self._pad(species, edge_i, edge_j, edge_vec)
         r = torch.sqrt((vec * vec).sum(dim=1))
         rad = self.radial_functions(r, ti, tj).reshape(n, max_nb, self.n_mu)
-        mono, _ = self._monomials(vec / r.unsqueeze(1))
+        mono = self._monomials(vec / r.unsqueeze(1))
         full = torch.bmm(rad.transpose(1, 2), mono.reshape(n, max_nb, self.n_mono))  # (N, n_mu, n_mono)
         mom = full.reshape(n, self.n_mu * self.n_mono).index_select(1, self.basic_flat)
         return self._contract(mom).index_select(1, self.mapping)
@@ -302,7 +303,7 @@ class SUS2Potential(torch.nn.Module):
         r = torch.sqrt((vec * vec).sum(dim=1))
         u = vec / r.unsqueeze(1)
         rad, drad = self._radial(r, ti, tj, True)
-        mono, pw = self._monomials(u)
+        mono = self._monomials(u)
         rad3 = rad.reshape(n, max_nb, self.n_mu)
         mono3 = mono.reshape(n, max_nb, self.n_mono)
         full = torch.bmm(rad3.transpose(1, 2), mono3)
