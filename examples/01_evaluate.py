@@ -13,23 +13,15 @@ EMT is the exact reference here: the EMT-alloy model was fitted to it.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _common import sibling  # examples/ is on sys.path when an example runs as a script
+
 HERE = Path(__file__).resolve().parent
-
-
-def sibling(name: str):
-    """Import examples/<name>.py (file names starting with a digit are not importable by name)."""
-    spec = importlib.util.spec_from_file_location(name.replace("0", "ex0", 1), HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 train_ex = sibling("02_train")
 

@@ -12,22 +12,15 @@ it is plain OpenMM.  Units at the boundary: the model speaks eV/Å, OpenMM kJ/mo
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from _common import sibling  # examples/ is on sys.path when an example runs as a script
+
 HERE = Path(__file__).resolve().parent
-
-
-def sibling(name: str):
-    spec = importlib.util.spec_from_file_location(name.replace("0", "ex0", 1), HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 train_ex = sibling("02_train")
 
