@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -45,7 +44,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from physics_cu2se import A_AUTHORS, MODEL, ROOT, structure_spec  # noqa: E402
+from physics_cu2se import A_AUTHORS, MODEL, ROOT, prepare_output, structure_spec  # noqa: E402
 
 #: the authors' temperature (their GK readme), timestep (fs) and heat-flux sampling (steps)
 T_AUTHORS, DT_AUTHORS_FS, NEVERY_AUTHORS = 600.0, 1.0, 10
@@ -170,13 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if not MODEL.exists():
         print(f"{MODEL} not found (set SUS2MD_SHARED)", file=sys.stderr)
         return 2
-    tag = args.cell + ("_smoke" if args.smoke else "")
-    out = (args.out or ROOT / "runs" / "greenkubo_cu2se" / tag).resolve()
-    results_dir = out if args.smoke else ROOT / "benchmarks" / "results"  # smoke numbers are not results
-    json_path = args.json or results_dir / f"greenkubo_cu2se_{tag}.json"
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, json_path = prepare_output(args, "greenkubo_cu2se")
     proto, n_cells, info = write_protocol(args, out)
     dirs = [out / f"seed{s}" for s in args.seeds]
     print(f"protocol: {proto}; {len(dirs)} seeds, {args.jobs} at a time", flush=True)

@@ -177,6 +177,19 @@ def table(rows: list[dict], a300: dict) -> str:
     return "\n".join(lines)
 
 
+def prepare_output(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
+    """Run folder ``runs/<name>/<cell>[_smoke]`` (emptied with ``--fresh``) and the results JSON
+    path (smoke numbers stay in the run folder: they are not results)."""
+    tag = args.cell + ("_smoke" if args.smoke else "")
+    out = (args.out or ROOT / "runs" / name / tag).resolve()
+    results_dir = out if args.smoke else ROOT / "benchmarks" / "results"
+    json_path = args.json or results_dir / f"{name}_{tag}.json"
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, json_path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cell", choices=("reduced", "authors"), default="reduced")
@@ -199,13 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if not MODEL.exists():
         print(f"{MODEL} not found (set SUS2MD_SHARED)", file=sys.stderr)
         return 2
-    tag = args.cell + ("_smoke" if args.smoke else "")
-    out = (args.out or ROOT / "runs" / "physics_cu2se" / tag).resolve()
-    results_dir = out if args.smoke else ROOT / "benchmarks" / "results"  # smoke numbers are not results
-    json_path = args.json or results_dir / f"physics_cu2se_{tag}.json"
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, json_path = prepare_output(args, "physics_cu2se")
     p_npt, p_nvt, n_cells = write_protocols(args, out)
     print(f"protocols: {p_npt}, {p_nvt}", flush=True)
     load0 = os.getloadavg()
