@@ -44,7 +44,7 @@ import torch
 
 from sus2md.errors import SimulationError, UsageError
 from sus2md.io.mtp import format_mtp
-from sus2md.nn.calc import build_graph, graph_from_atoms
+from sus2md.nn.calc import build_graph, frame_batches, graph_from_atoms
 from sus2md.nn.potential import SUS2Potential
 
 __all__ = ["ActiveSet", "basis_vectors", "grade", "frame_max_gamma", "select_configurations", "model_sha256",
@@ -74,14 +74,8 @@ def basis_vectors(model: SUS2Potential, frames: Sequence, batch_atoms: int = 200
         int64, ``frame`` (N,) int64 index of each atom's configuration.
     """
     dtype = next(model.parameters()).dtype
-    out, start = [], 0
-    while start < len(frames):
-        stop, n = start, 0
-        while stop < len(frames) and (n == 0 or n + len(frames[stop]) <= batch_atoms):
-            n += len(frames[stop])
-            stop += 1
-        out.append(_linear_basis(model, graph_from_atoms(frames[start:stop], model.cutoff, dtype=dtype)))
-        start = stop
+    out = [_linear_basis(model, graph_from_atoms(frames[start:stop], model.cutoff, dtype=dtype))
+           for start, stop in frame_batches([len(a) for a in frames], batch_atoms)]
     n_scal = int(model.moment_coeffs.shape[0])
     b = np.concatenate(out) if out else np.zeros((0, n_scal))
     types = np.concatenate([np.asarray(a.arrays["mtp_type"], dtype=np.int64) for a in frames]) if frames else np.zeros(0, np.int64)

@@ -10,7 +10,7 @@ import torch
 
 from sus2md.errors import UsageError
 from sus2md.io.mtp import read_mtp
-from sus2md.nn.calc import evaluate, graph_from_atoms
+from sus2md.nn.calc import evaluate, frame_batches, graph_from_atoms
 from sus2md.nn.potential import SUS2Potential
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -39,13 +39,9 @@ def evaluate_frames(
     ``batch_atoms`` atoms (many small cells per call; one call for a large cell)."""
     dtype = next(model.parameters()).dtype
     out: list[FramePrediction] = []
-    start = 0
-    while start < len(frames):
-        stop, n = start, 0
-        while stop < len(frames) and (n == 0 or n + len(frames[stop]) <= batch_atoms):
-            n += len(frames[stop])
-            stop += 1
+    for start, stop in frame_batches([len(a) for a in frames], batch_atoms):
         chunk = frames[start:stop]
+        n = sum(len(a) for a in chunk)
         g = graph_from_atoms(chunk, model.cutoff, dtype=dtype)
         res = evaluate(model, g, forces=forces, virial=forces)
         e = res.energy.detach().double().numpy()
@@ -57,7 +53,6 @@ def evaluate_frames(
             m = len(a)
             out.append(FramePrediction(float(e[k]), f[off:off + m], w[k], se[off:off + m]))
             off += m
-        start = stop
     return out
 
 

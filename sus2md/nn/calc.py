@@ -160,6 +160,20 @@ def evaluate(
     return res
 
 
+def frame_batches(n_atoms: Sequence[int], batch_atoms: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of consecutive configurations with at most ``batch_atoms`` atoms each
+    (a larger configuration gets a range of its own)."""
+    ranges, start = [], 0
+    while start < len(n_atoms):
+        stop, n = start, 0
+        while stop < len(n_atoms) and (n == 0 or n + n_atoms[stop] <= batch_atoms):
+            n += n_atoms[stop]
+            stop += 1
+        ranges.append((start, stop))
+        start = stop
+    return ranges
+
+
 def graph_from_atoms(atoms_list, cutoff: float, dtype: torch.dtype = torch.float64, device="cpu") -> Graph:
     """:class:`Graph` from ASE Atoms carrying ``arrays['mtp_type']`` (see :mod:`sus2md.io.data`)."""
     return build_graph(

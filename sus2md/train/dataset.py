@@ -17,7 +17,7 @@ from ase import Atoms
 from torch import Tensor
 
 from sus2md.io.data import labels, load_frames
-from sus2md.nn.calc import Graph, graph_from_atoms
+from sus2md.nn.calc import Graph, frame_batches, graph_from_atoms
 
 __all__ = ["Batch", "make_batches", "load_split", "shard"]
 
@@ -64,15 +64,8 @@ def make_batches(frames: Sequence[Atoms], cutoff: float, batch_atoms: int = 4000
                  dtype: torch.dtype = torch.float64) -> list[Batch]:
     """Consecutive configurations packed into batches of at most ``batch_atoms`` atoms (a larger
     single configuration gets its own batch); neighbor lists built here, once."""
-    batches, start = [], 0
-    while start < len(frames):
-        stop, n = start, 0
-        while stop < len(frames) and (n == 0 or n + len(frames[stop]) <= batch_atoms):
-            n += len(frames[stop])
-            stop += 1
-        batches.append(_batch(frames[start:stop], list(range(start, stop)), cutoff, dtype))
-        start = stop
-    return batches
+    return [_batch(frames[start:stop], list(range(start, stop)), cutoff, dtype)
+            for start, stop in frame_batches([len(a) for a in frames], batch_atoms)]
 
 
 def shard(batches: list[Batch], rank: int, world: int) -> list[Batch]:
