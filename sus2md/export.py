@@ -17,7 +17,7 @@ import datetime
 import json
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -30,7 +30,7 @@ from sus2md.nn.neighbors import edge_vectors, neighbor_list
 from sus2md.nn.potential import SUS2Potential
 from sus2md.units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
-__all__ = ["OpenMMAdapter", "compile_for_openmm", "load_compiled", "scripted_adapter", "FORMAT_VERSION", "UNITS"]
+__all__ = ["OpenMMAdapter", "PaddedAdapter", "compile_for_openmm", "load_compiled", "scripted_adapter", "FORMAT_VERSION", "UNITS"]
 
 FORMAT_VERSION = 1
 #: Verlet skin of the neighbor list inside the adapter (Å); 0 rebuilds it at every call.
@@ -126,6 +126,113 @@ class OpenMMAdapter(torch.nn.Module):
         forces = (f * (self.ev_to_kj * self.nm_to_A)).to(device=positions.device, dtype=positions.dtype)
         return (energy.detach() * self.ev_to_kj).to(positions.device), forces
 
+
+
+class PaddedAdapter(OpenMMAdapter):
+    """Eager :class:`OpenMMAdapter` for ``torch.compile`` (the ``compiled`` PythonForce backend).
+
+    Same contract and units as :class:`OpenMMAdapter`.  The Verlet list (pairs within r_c + skin,
+    rebuilt when an atom moved more than skin/2 or the box changed) is stored per centre atom,
+    padded to J slots, in chunks of at most ``chunk_atoms`` centres: centre indices (C,),
+    neighbour index (C, J), Cartesian image shift (C, 3, J) and neighbour species (C, J).
+    Centres are grouped by neighbour count, so each chunk's J is close to its own largest count.
+    Every call evaluates all slots with :meth:`SUS2Potential.padded_energies_and_gradients`;
+    pairs beyond r_c contribute exactly 0, so nothing is pruned or repacked between rebuilds.
+    Chunks of fixed size keep the per-atom cost independent of the system size (the working
+    set of a call does not grow with N).  :meth:`step` (one chunk: positions Å, float64 ->
+    energy eV, forces eV/Å) is what ``torch.compile`` compiles.  Not scriptable.
+    """
+
+    def __init__(self, model: SUS2Potential, skin_A: float = DEFAULT_SKIN_A, chunk_atoms: int = 512,
+                 slot_multiple: int = 8):
+        super().__init__(model, skin_A)
+        self.analytic = True
+        self.chunk_atoms = int(chunk_atoms)
+        self.slot_multiple = int(slot_multiple)
+        self.chunks: List[Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]] = []
+        self.step = self._step
+
+    @property
+    def n_slots(self) -> int:
+        """Neighbour slots of all chunks (padded edges evaluated per call)."""
+        return sum(int(c[2].numel()) for c in self.chunks)
+
+    def set_species(self, species: Tensor) -> None:
+        super().set_species(species)
+        self.chunks = []  # rebuild at the next call
+        self.nl_pos = torch.zeros((0, 3), dtype=torch.float64, device=self.species.device)
+
+    def _rebuild(self, pos: Tensor, cell: Tensor, pbc: Tensor) -> None:
+        """Chunked, padded per-centre Verlet list of the float64 positions ``pos`` (Å)."""
+        n = pos.shape[0]
+        device = pos.device
+        i, j, shifts = neighbor_list(pos, cell, pbc, self.cutoff + max(self.skin, 0.0))
+        if i.shape[0] > 1 and not bool((i[1:] >= i[:-1]).all()):
+            order = torch.argsort(i, stable=True)
+            i, j, shifts = i[order], j[order], shifts[order]
+        counts = torch.bincount(i, minlength=n)
+        m = self.slot_multiple
+        width = max(1, (int(counts.max()) if i.shape[0] > 0 else 0) + m - 1) // m * m
+        slot = torch.arange(i.shape[0], device=device) - (torch.cumsum(counts, 0) - counts).index_select(0, i)
+        nbr = torch.arange(n, device=device).unsqueeze(1).repeat(1, width)  # padding: the atom itself ...
+        nbr[i, slot] = j
+        shift = torch.zeros((n, width, 3), dtype=torch.float64, device=device)
+        shift[:, :, 0] = self.cutoff + 1.0  # ... one r_c + 1 Å away: beyond the cutoff, contributes 0
+        shift[i, slot] = shifts.to(torch.float64) @ cell
+        shift = shift.transpose(1, 2)
+        by_count = torch.argsort(counts, descending=True, stable=True)
+        self.chunks = []
+        for start in range(0, n, self.chunk_atoms):
+            centre = torch.sort(by_count[start:start + self.chunk_atoms]).values
+            w = max(1, (int(counts.index_select(0, centre).max()) + m - 1) // m * m)
+            c_nbr = nbr.index_select(0, centre)[:, :w].contiguous()
+            self.chunks.append((centre, self.species.index_select(0, centre), c_nbr,
+                                shift.index_select(0, centre)[:, :, :w].contiguous(),
+                                self.species.index_select(0, c_nbr.reshape(-1)).reshape(c_nbr.shape)))
+        self.nl_pos = pos.clone()
+        self.nl_cell = cell.clone()
+        self.nl_builds += 1
+
+    def _step(self, pos: Tensor, centre: Tensor, species: Tensor, nbr: Tensor, nbr_shift: Tensor,
+              nbr_species: Tensor) -> Tuple[Tensor, Tensor]:
+        """Energy (float64 scalar, eV) of the ``centre`` atoms and forces (N, 3) eV/Å (model
+        dtype) from their edges, for positions (N, 3) Å float64 and one chunk of the list."""
+        nc = centre.shape[0]
+        vec = (pos.index_select(0, nbr.reshape(-1)).reshape(nc, -1, 3) - pos.index_select(0, centre).unsqueeze(1)).transpose(1, 2) + nbr_shift
+        e_site, d = self.model.padded_energies_and_gradients(species, vec.to(self.model.shift.dtype), nbr_species)
+        # F_i += d_e for the centre i, F_j -= d_e for the neighbour j
+        f = torch.zeros((pos.shape[0], 3), dtype=d.dtype, device=d.device).index_add(0, centre, d.sum(2))
+        return e_site.to(torch.float64).sum(), f.index_add(0, nbr.reshape(-1), d.transpose(1, 2).reshape(-1, 3), alpha=-1)
+
+    def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        n = positions.shape[0]
+        if self.species.shape[0] != n:
+            raise RuntimeError(
+                "sus2md: species are bound for " + str(self.species.shape[0]) + " particles but the system has "
+                + str(n) + "; create the force with sus2md.engine.to_openmm_force (or call set_species)")
+        device = self.species.device
+        pos = positions.detach().to(device=device, dtype=torch.float64) * self.nm_to_A
+        if boxvectors is None:
+            cell = torch.zeros((3, 3), dtype=torch.float64, device=device)
+            pbc = torch.zeros(3, dtype=torch.bool, device=device)
+        else:
+            cell = boxvectors.detach().to(device=device, dtype=torch.float64) * self.nm_to_A
+            pbc = torch.ones(3, dtype=torch.bool, device=device)
+        stale = self.nl_pos.shape[0] != n or not torch.equal(self.nl_cell, cell)
+        if not stale:
+            disp = pos - self.nl_pos
+            stale = bool(((disp * disp).sum(dim=1) > 0.25 * self.skin * self.skin).any())
+        if stale:
+            self._rebuild(pos, cell, pbc)
+        energy = torch.zeros((), dtype=torch.float64, device=device)
+        f = torch.zeros((n, 3), dtype=self.model.shift.dtype, device=device)
+        with torch.no_grad():
+            for chunk in self.chunks:
+                e_c, f_c = self.step(pos, *chunk)
+                energy = energy + e_c
+                f = f + f_c
+        forces = (f * (self.ev_to_kj * self.nm_to_A)).to(device=positions.device, dtype=positions.dtype)
+        return (energy * self.ev_to_kj).to(positions.device), forces
 
 def _as_model(model: SUS2Potential | str | Path, species: Sequence[str] | None, dtype: torch.dtype) -> SUS2Potential:
     """A private copy of ``model`` in ``dtype`` with element names attached."""

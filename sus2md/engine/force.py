@@ -21,7 +21,7 @@ import openmm  # isort: skip
 from ase import Atoms
 
 from sus2md.errors import UsageError
-from sus2md.export import DTYPES, OpenMMAdapter, _as_model, load_compiled, scripted_adapter
+from sus2md.export import DTYPES, OpenMMAdapter, PaddedAdapter, _as_model, load_compiled, scripted_adapter
 from sus2md.io.data import species_index
 from sus2md.nn.potential import SUS2Potential
 
@@ -71,15 +71,14 @@ class _CompiledFunction(_PythonForceFunction):
 
 def compiled_adapter(model: str | Path | SUS2Potential, particles: Atoms | Sequence[str], *,
                      dtype: str | None = None, species: Sequence[str] | None = None) -> OpenMMAdapter:
-    """Eager adapter with species bound and the model's analytic forces compiled by ``torch.compile``
-    (inductor: fused C++/Triton kernels; the first call compiles, ~0.5–1 min on a CPU)."""
+    """Eager adapter (:class:`sus2md.export.PaddedAdapter`) with species bound and its per-step
+    evaluation (padded Verlet list -> energy and analytic forces) compiled by ``torch.compile``
+    (inductor: fused C++ kernels; the first call compiles, ~0.5–1 min on a CPU)."""
     if isinstance(model, (str, Path)) and zipfile.is_zipfile(model):
         raise UsageError(f"{model}: backend 'compiled' needs the .mtp model (a compiled .pt is TorchScript); pass the .mtp")
-    adapter = OpenMMAdapter(_as_model(model, species, DTYPES[dtype or "float64"]))
-    adapter.analytic = True
-    pot = adapter.model
-    pot.energies_and_edge_gradients = torch.compile(pot.energies_and_edge_gradients, dynamic=True)
-    adapter.set_species(torch.from_numpy(species_index(_as_atoms(particles), list(pot.species_names), source="system")))
+    adapter = PaddedAdapter(_as_model(model, species, DTYPES[dtype or "float64"]))
+    adapter.step = torch.compile(adapter._step, dynamic=True)
+    adapter.set_species(torch.from_numpy(species_index(_as_atoms(particles), list(adapter.model.species_names), source="system")))
     return adapter
 
 

@@ -45,6 +45,10 @@ class SUS2Potential(torch.nn.Module):
     """
 
     species_names: List[str]
+    mono_parent: List[int]
+    mono_axis: List[int]
+    mono_dterms: List[Tuple[int, int, int, float]]
+    mu_block: List[int]
 
     def __init__(self, mtp: MTPFile, dtype: torch.dtype = torch.float64):
         super().__init__()
@@ -101,6 +105,7 @@ class SUS2Potential(torch.nn.Module):
             "basic_flat", torch.as_tensor(np.array([mu * len(monos) + mono_index[(a, b, c)] for mu, a, b, c in basic], dtype=np.int64))
         )
         self._set_graph(mtp)
+        self._set_padded_tables(monos, mono_index, block)
         self._mtp_template = mtp  # basis arrays and header for to_mtp (not scripted)
 
     # ------------------------------------------------------------------ graph setup
@@ -138,6 +143,39 @@ class SUS2Potential(torch.nn.Module):
         self.level_entry_counts: List[int] = [len(g) for g in entry_order]
         self.level_slot_counts: List[int] = level_slot_counts
         self.register_buffer("mapping", torch.as_tensor(new_id[np.asarray(mtp.alpha_moment_mapping)]))
+
+    def _set_padded_tables(self, monos: List[Tuple[int, int, int]], mono_index: dict, block: np.ndarray) -> None:
+        """Static tables of :meth:`padded_energies_and_gradients` (Python lists, unrolled by
+        ``torch.compile``; non-persistent buffers, so ``state_dict`` is unchanged)."""
+        # mono_k = mono_parent[k] * u[axis[k]] (k > 0): one product per monomial
+        self.mono_parent = [0]
+        self.mono_axis = [0]
+        for ex in monos[1:]:
+            d = next(a for a in range(3) if ex[a] > 0)
+            low = list(ex)
+            low[d] -= 1
+            self.mono_parent.append(mono_index[tuple(low)])
+            self.mono_axis.append(d)
+        # d mono_k / d u_d = ex_d(k) mono_{k - e_d}: terms (d, k, k - e_d, ex_d)
+        self.mono_dterms = []
+        for d in range(3):
+            for k, ex in enumerate(monos):
+                if ex[d] > 0:
+                    low = list(ex)
+                    low[d] -= 1
+                    self.mono_dterms.append((d, k, mono_index[tuple(low)], float(ex[d])))
+        self.mu_block = [int(b) for b in block]
+        n_basic = int(self.basic_flat.shape[0])
+        n_full = self.n_mu * self.n_mono
+        # basic moments = basic_sel @ (flattened per-atom moment matrix): a GEMM gives a contiguous
+        # (n_basic, N) block; basic_inv_t scatters dE/dbasic back to the (mono, mu) matrix (index
+        # n_basic = a zero row for entries that are not basic moments)
+        sel = np.zeros((n_basic, n_full))
+        sel[np.arange(n_basic), self.basic_flat.numpy()] = 1.0
+        self.register_buffer("basic_sel", torch.as_tensor(sel), persistent=False)
+        inv = np.full(n_full, n_basic, dtype=np.int64)
+        inv[self.basic_flat.numpy()] = np.arange(n_basic)
+        self.register_buffer("basic_inv_t", torch.as_tensor(inv.reshape(self.n_mu, self.n_mono).T.reshape(-1).copy()), persistent=False)
 
     @classmethod
     def from_mtp(cls, mtp: "MTPFile | str", dtype: torch.dtype = torch.float64, species: Optional[List[str]] = None) -> "SUS2Potential":
@@ -339,6 +377,115 @@ class SUS2Potential(torch.nn.Module):
         if order.shape[0] > 0:
             d = torch.zeros_like(d).index_copy(0, order, d)
         return e_site, d
+
+
+    # ------------------------------------------------------------------ padded inference path
+    def padded_energies_and_gradients(self, species: Tensor, vec: Tensor, tj: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per-atom energies (N,) eV and dE/dr (N, 3, J) eV/Å of edges laid out per centre atom.
+
+        Args:
+            species: (N,) int64 species of the centre atoms.
+            vec: (N, 3, J) edge vectors r_j + T - r_i (Å) of the J neighbour slots of every centre;
+                a slot with |r| >= r_c (padding, or a Verlet-list pair outside the cutoff)
+                contributes exactly 0 and gets a zero gradient.  |r| must not be 0.
+            tj: (N, J) int64 species of the neighbour in each slot.
+
+        The mathematics of :meth:`energies_and_edge_gradients`, arranged for ``torch.compile``:
+        neighbour slots are the contiguous (vectorised) axis of every per-edge quantity, static
+        loops (Chebyshev terms, monomials, their derivatives) unroll into fused kernels, the
+        contraction graph runs with moments as rows (N contiguous), and the three per-atom
+        products over the neighbours are batched matrix products.
+        """
+        n = vec.shape[0]
+        dt = vec.dtype
+        S = self.n_species
+        R = self.radial_basis_size
+        r = torch.sqrt((vec * vec).sum(1))  # (N, J)
+        u = vec / r.unsqueeze(1)
+        ti = species.unsqueeze(1)
+        pair = ti * S + tj
+        inside = r < self.cutoff
+        fc = torch.where(inside, (r - self.cutoff) * (r - self.cutoff), torch.zeros_like(r))
+        dfc = torch.where(inside, 2.0 * (r - self.cutoff), torch.zeros_like(r))
+        w = self.species_weight
+        pref = self.scaling * w.index_select(0, species).unsqueeze(1) * w[tj]
+        alpha = self.alpha.reshape(self.n_blocks, S * S)
+        r0 = self.r0.reshape(self.n_blocks, S * S)
+        cheb: List[List[Tensor]] = []
+        dcheb: List[List[Tensor]] = []
+        for b in range(self.n_blocks):
+            a_b = alpha[b][pair]
+            xi = torch.tanh(0.5 * a_b * (r - r0[b][pair]))
+            dxi = 0.5 * a_b * (1.0 - xi * xi)
+            T = [torch.ones_like(xi), xi]
+            dT = [torch.zeros_like(xi), torch.ones_like(xi)]
+            for k in range(2, R):
+                T.append(2.0 * xi * T[k - 1] - T[k - 2])
+                dT.append(2.0 * T[k - 1] + 2.0 * xi * dT[k - 1] - dT[k - 2])
+            cheb.append(T)
+            dcheb.append([d * dxi for d in dT])
+        C = self.radial
+        rad_l: List[Tensor] = []
+        drad_l: List[Tensor] = []
+        pfc = pref * fc
+        for mu in range(self.n_mu):
+            T = cheb[self.mu_block[mu]]
+            dT = dcheb[self.mu_block[mu]]
+            tc = C[mu, 0] * T[0]
+            dtc = C[mu, 0] * dT[0]
+            for k in range(1, R):
+                tc = tc + C[mu, k] * T[k]
+                dtc = dtc + C[mu, k] * dT[k]
+            rad_l.append(tc * pfc)
+            drad_l.append((tc * dfc + dtc * fc) * pref)
+        rad = torch.stack(rad_l, 1)  # (N, n_mu, J)
+        mono_l: List[Tensor] = [torch.ones_like(r)]
+        for k in range(1, self.n_mono):
+            mono_l.append(mono_l[self.mono_parent[k]] * u[:, self.mono_axis[k]])
+        mono = torch.stack(mono_l, 1)  # (N, n_mono, J)
+        full = torch.bmm(rad, mono.transpose(1, 2))  # (N, n_mu, n_mono) sum over neighbours
+        basic = torch.mm(self.basic_sel.to(dt), full.reshape(n, self.n_mu * self.n_mono).t())  # (n_basic, N)
+        # contraction graph, moments as rows
+        mom = basic
+        e0 = 0
+        for n_entries, n_slots in zip(self.level_entry_counts, self.level_slot_counts):
+            i0 = self.t_i0[e0:e0 + n_entries]
+            i1 = self.t_i1[e0:e0 + n_entries]
+            prod = mom.index_select(0, i0) * mom.index_select(0, i1) * self.t_m[e0:e0 + n_entries].to(dt).unsqueeze(1)
+            out = torch.zeros((n_slots, n), dtype=dt, device=vec.device).index_add(0, self.t_out[e0:e0 + n_entries], prod)
+            mom = torch.cat([mom, out], dim=0)
+            e0 += n_entries
+        if self.n_unused_slots > 0:
+            mom = torch.cat([mom, torch.zeros((self.n_unused_slots, n), dtype=dt, device=vec.device)], dim=0)
+        c = self.species_coeffs.index_select(0, species)
+        e_site = self.shift.index_select(0, species) + c + c * (self.moment_coeffs.unsqueeze(0) @ mom.index_select(0, self.mapping)).squeeze(0)
+        # reverse pass, G = dE_i/dMom_i as rows
+        G = torch.zeros_like(mom).index_add(0, self.mapping, self.moment_coeffs.unsqueeze(1) * c.unsqueeze(0))
+        n_basic = basic.shape[0]
+        slot_end = n_basic + sum(self.level_slot_counts)
+        e_end = self.t_i0.shape[0]
+        for lv in range(len(self.level_entry_counts) - 1, -1, -1):
+            slot_end -= self.level_slot_counts[lv]
+            e_start = e_end - self.level_entry_counts[lv]
+            i0 = self.t_i0[e_start:e_end]
+            i1 = self.t_i1[e_start:e_end]
+            g_out = G.index_select(0, self.t_out[e_start:e_end] + slot_end) * self.t_m[e_start:e_end].to(dt).unsqueeze(1)
+            G = G.index_add(0, i0, g_out * mom.index_select(0, i1)).index_add(0, i1, g_out * mom.index_select(0, i0))
+            e_end = e_start
+        g_basic = torch.cat([G[:n_basic], torch.zeros((1, n), dtype=dt, device=vec.device)], dim=0)
+        g_t = g_basic.index_select(0, self.basic_inv_t).t().contiguous().reshape(n, self.n_mono, self.n_mu)
+        de_dmono = torch.bmm(g_t, rad)  # (N, n_mono, J)
+        de_drad = torch.bmm(g_t.transpose(1, 2), mono)  # (N, n_mu, J)
+        de_dr = drad_l[0] * de_drad[:, 0]
+        for mu in range(1, self.n_mu):
+            de_dr = de_dr + drad_l[mu] * de_drad[:, mu]
+        de_du_l = [torch.zeros_like(r), torch.zeros_like(r), torch.zeros_like(r)]
+        for d, k, low, ex in self.mono_dterms:
+            t = de_dmono[:, k] * mono_l[low]
+            de_du_l[d] = de_du_l[d] + (t if ex == 1.0 else ex * t)
+        de_du = torch.stack(de_du_l, 1)  # (N, 3, J)
+        radial_part = (de_du * u).sum(1, keepdim=True)
+        return e_site, de_dr.unsqueeze(1) * u + (de_du - radial_part * u) / r.unsqueeze(1)
 
 
 def _with_default_coefficients(mtp: MTPFile) -> MTPFile:
