@@ -58,12 +58,16 @@ class LossSpec(_Strict):
 
 
 class OptimizerSpec(_Strict):
-    kind: Literal["lbfgs", "adam"] = "lbfgs"
+    kind: Literal["lbfgs", "adam"] = Field("lbfgs", description="lbfgs: full batch; adam: mini-batch steps")
     max_steps: int = Field(200, ge=0)
     max_time_min: Optional[float] = Field(None, gt=0)
     lr: float = Field(1.0, gt=0, description="L-BFGS step scale or Adam learning rate")
+    lr_final: float = Field(0.01, ge=0, le=1, description="Adam: final learning rate as a fraction of lr (cosine)")
+    batches_per_step: int = Field(1, ge=1, description="Adam: cached batches (data.batch_atoms each) per step")
     history_size: int = Field(50, ge=1)
     linear_solve_every: int = Field(25, ge=0, description="0 = only before the first step")
+    linear_subset: Optional[int] = Field(None, ge=1, description="configs (seeded random batches) used by TrainLinear; default all")
+    train_species_coeffs: bool = Field(False, description="optimise the species coefficients c_t too (TrainLinear keeps them)")
     rescale: bool = Field(True, description="Rescale the global scaling before training (SPEC 8.3)")
     random_samples: int = Field(4, ge=0, description="random redraws of the nonlinear block at the start")
     init_subset: int = Field(40, ge=1, description="configs used by Rescale / random sampling")

@@ -35,6 +35,7 @@ class Batch:
     virial_mask: Tensor  # (B,)
     n_atoms: Tensor  # (B,) float
     index: list[int]  # positions of the configs in the data set
+    edge_cache: Optional[object] = None  # fastpath.EdgeCache, built on first use in training
 
     @property
     def n_configs(self) -> int:

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from sus2md.nn.calc import evaluate
 from sus2md.nn.potential import SUS2Potential
+from sus2md.train import fastpath
 from sus2md.train.dataset import Batch
 from sus2md.units import EV_PER_A3_TO_GPA
 
@@ -36,17 +37,27 @@ class LossWeights:
 
 def batch_loss(model: SUS2Potential, batch: Batch, w: LossWeights, create_graph: bool = True) -> Tensor:
     """Sum of L_c over the configurations of ``batch`` (a scalar, differentiable in the
-    parameters when ``create_graph``)."""
+    parameters when ``create_graph``).
+
+    With ``create_graph`` the forces come from :mod:`sus2md.train.fastpath` (edge geometry cached
+    on the batch, first-order in the edges); otherwise from :func:`sus2md.nn.calc.evaluate`."""
     need_f = w.force > 0 and bool(batch.force_mask.any())
     need_w = w.stress > 0 and bool(batch.virial_mask.any())
-    res = evaluate(model, batch.graph, forces=need_f, virial=need_w, create_graph=create_graph)
+    if create_graph and (need_f or need_w):
+        ec = batch.edge_cache
+        if not fastpath.matches(ec, model):
+            ec = batch.edge_cache = fastpath.edge_cache(model, batch.graph)
+        energy, forces, virial = fastpath.energy_forces_virial(model, ec, batch.graph.species)
+    else:
+        res = evaluate(model, batch.graph, forces=need_f, virial=need_w, create_graph=create_graph)
+        energy, forces, virial = res.energy, res.forces, res.virial
     n = batch.n_atoms
-    loss = w.energy * (batch.energy_mask * (res.energy - batch.energy) ** 2 / n).sum()
+    loss = w.energy * (batch.energy_mask * (energy - batch.energy) ** 2 / n).sum()
     if need_f:
-        df = (res.forces - batch.forces) ** 2
+        df = (forces - batch.forces) ** 2
         loss = loss + w.force * (batch.force_mask * df.sum(dim=1)).sum()
     if need_w:
-        dw = ((res.virial - batch.virial) ** 2).sum(dim=(1, 2))
+        dw = ((virial - batch.virial) ** 2).sum(dim=(1, 2))
         loss = loss + w.stress * (batch.virial_mask * dw / n).sum()
     return loss
 

@@ -3,19 +3,31 @@
 
 Schedule (SPEC-sus2 8.3, simplified): seeded start, Rescale, random sampling and TrainLinear;
 then ``max_steps`` optimiser steps over all parameters except the species coefficients ``c``
-(frozen at 1, as with the authors' ``--do-lin``; alpha and r0 too with ``freeze_scaling``), with
-TrainLinear every ``linear_solve_every`` steps (the L-BFGS history restarts after each).
-Full-batch: every step sees the whole training set, summed over cached mini-batches and ranks, so
-a run is deterministic for a seed and independent of the batch size and of the rank count up to
-round-off.  Validation loss drives early stopping and the model kept at the end.
+(frozen at 1, as with the authors' ``--do-lin``, unless ``train_species_coeffs``; alpha and r0
+too with ``freeze_scaling``), with TrainLinear every ``linear_solve_every`` steps (the optimiser
+state restarts after each).
+
+* ``lbfgs``: full batch.  Every step sees the whole training set, summed over the cached batches
+  (batch ``k`` on rank ``k % world``).
+* ``adam``: mini-batch.  A step takes the next ``batches_per_step`` cached batches of a seeded
+  permutation (a new one every epoch, a function of the step number alone, so ``--resume``
+  continues the same sequence); rank ``r`` computes every ``world``-th of them and the gradients
+  are summed.  The global ``scaling`` is left to Rescale (it is redundant with the species
+  weights); the learning rate follows a cosine from ``lr`` to ``lr * lr_final`` over
+  ``max_steps``.
+
+Either way a run is deterministic for a seed and independent of the rank count up to round-off.
+Validation loss drives early stopping and the model kept at the end.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import torch
 
 from sus2md.nn.potential import SUS2Potential
@@ -48,11 +60,16 @@ class Trainer:
 
     def __init__(self, model: SUS2Potential, cfg: TrainConfig, train: list[Batch], val: list[Batch],
                  n_train: int, n_val: int, ctx: Context = Context()):
-        self.model, self.cfg, self.train, self.val, self.ctx = model, cfg, train, val, ctx
+        """``train`` holds every training batch (on every rank); ``val`` this rank's share."""
+        self.model, self.cfg, self.all_train, self.val, self.ctx = model, cfg, train, val, ctx
+        self.train = train[ctx.rank::ctx.world]
         self.n_train, self.n_val = n_train, n_val
         lw = cfg.loss
         self.w = LossWeights(lw.energy_weight, lw.force_weight, lw.stress_weight)
-        frozen = {"species_coeffs"} | ({"alpha", "r0"} if cfg.model.freeze_scaling else set())
+        o = cfg.optimizer
+        frozen = set() if o.train_species_coeffs else {"species_coeffs"}
+        frozen |= {"alpha", "r0"} if cfg.model.freeze_scaling else set()
+        frozen |= {"scaling"} if o.kind == "adam" else set()
         for name, p in model.named_parameters():
             p.requires_grad_(name not in frozen)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -104,9 +121,64 @@ class Trainer:
         self._cache = (x, loss_t.clone(), [p.grad.detach().clone() for p in self.params])
         return loss_t
 
+    def linear_batches(self) -> list[Batch]:
+        """This rank's share of the batches used by TrainLinear: all of them, or a seeded random
+        selection holding at least ``optimizer.linear_subset`` configurations."""
+        o, batches = self.cfg.optimizer, self.all_train
+        if o.linear_subset is not None and o.linear_subset < self.n_train:
+            pick, n = [], 0
+            for k in np.random.default_rng(o.seed + 7).permutation(len(batches)):
+                if n >= o.linear_subset:
+                    break
+                pick.append(int(k))
+                n += batches[k].n_configs
+            batches = [batches[k] for k in sorted(pick)]
+        return batches[self.ctx.rank::self.ctx.world]
+
     def linear_solve(self) -> None:
-        train_linear(self.model, self.train, self.w, reduce=self.ctx.all_reduce if self.ctx.world > 1 else None)
+        train_linear(self.model, self.linear_batches(), self.w, reduce=self.ctx.all_reduce if self.ctx.world > 1 else None)
         self.reset_optimizer()
+
+    def _group(self, step: int) -> list[Batch]:
+        """The batches of mini-batch step ``step`` (all ranks), from per-epoch permutations."""
+        nb, g = len(self.all_train), min(self.cfg.optimizer.batches_per_step, len(self.all_train))
+        out, perms = [], {}
+        for pos in range(step * g, (step + 1) * g):
+            epoch = pos // nb
+            if epoch not in perms:
+                perms[epoch] = np.random.default_rng([self.cfg.optimizer.seed, epoch]).permutation(nb)
+            out.append(self.all_train[int(perms[epoch][pos % nb])])
+        return out
+
+    def _lr(self, step: int) -> float:
+        o = self.cfg.optimizer
+        frac = min(1.0, step / max(1, o.max_steps))
+        return o.lr * (o.lr_final + (1.0 - o.lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+    def minibatch_step(self) -> float:
+        """One Adam step on the next group of batches; returns its mean loss per configuration."""
+        group = self._group(self.state.step)
+        n_cfg = sum(b.n_configs for b in group)
+        self.opt.zero_grad(set_to_none=False)
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        total = torch.zeros((), dtype=torch.float64)
+        for b in group[self.ctx.rank::self.ctx.world]:
+            loss = batch_loss(self.model, b, self.w, create_graph=True) / n_cfg
+            loss.backward()
+            total += loss.detach().double()
+        if self.ctx.world > 1:
+            flat = self.ctx.all_reduce(torch.cat([total.reshape(1)] + [p.grad.double().reshape(-1) for p in self.params]))
+            total = flat[0]
+            off = 1
+            for p in self.params:
+                p.grad.copy_(flat[off:off + p.numel()].reshape(p.shape))
+                off += p.numel()
+        for grp in self.opt.param_groups:
+            grp["lr"] = self._lr(self.state.step)
+        self.opt.step()
+        return float(total)
 
     def validation_loss(self) -> float:
         if self.n_val == 0:
@@ -167,9 +239,7 @@ class Trainer:
             if o.kind == "lbfgs":
                 loss = float(self.opt.step(self.closure))
             else:
-                self.opt.zero_grad()
-                loss = float(self.closure())
-                self.opt.step()
+                loss = self.minibatch_step()
             st.step += 1
             st.elapsed_s = elapsed0 + time.perf_counter() - t_start
             rec = {"step": st.step, "time_s": round(st.elapsed_s, 3), "train_loss": loss}

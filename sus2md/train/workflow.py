@@ -24,7 +24,6 @@ from sus2md.train.config import TrainConfig
 from sus2md.train.dataset import load_split, make_batches, shard
 from sus2md.train.distributed import Context, setup, teardown
 from sus2md.train.initialise import init_coefficients, random_sampling, rescale
-from sus2md.train.linear import train_linear
 from sus2md.train.loss import per_config_errors, summarize
 from sus2md.train.trainer import Trainer
 
@@ -65,7 +64,7 @@ def build_mtp(cfg: TrainConfig) -> tuple[MTPFile, list[str]]:
     return mtp, list(mtp.species_names)
 
 
-def _pretrain(model: SUS2Potential, cfg: TrainConfig, fresh: bool, train_frames, all_batches, ctx: Context) -> None:
+def _pretrain(model: SUS2Potential, cfg: TrainConfig, fresh: bool, train_frames, trainer: Trainer) -> None:
     o, w = cfg.optimizer, _weights(cfg)
     rng = np.random.default_rng(o.seed)
     pick = sorted(rng.permutation(len(train_frames))[: o.init_subset])
@@ -74,7 +73,7 @@ def _pretrain(model: SUS2Potential, cfg: TrainConfig, fresh: bool, train_frames,
         rescale(model, subset, w)
     if fresh and o.random_samples:
         random_sampling(model, subset, w, o.random_samples, o.seed, cfg.model.freeze_scaling)
-    train_linear(model, shard(all_batches, ctx.rank, ctx.world), w, reduce=ctx.all_reduce if ctx.world > 1 else None)
+    trainer.linear_solve()
 
 
 def _weights(cfg: TrainConfig):
@@ -152,12 +151,12 @@ def train_model(cfg: TrainConfig, resume: bool = False, echo: Optional[Callable[
         mk = lambda fr: make_batches(fr, model.cutoff, d.batch_atoms, dt)
         b_tr, b_va = mk(tr), mk(va)
         say(f"data: {len(tr)} train, {len(va)} validation, {len(te)} test configurations; {ctx.world} rank(s)")
-        trainer = Trainer(model, cfg, shard(b_tr, ctx.rank, ctx.world), shard(b_va, ctx.rank, ctx.world), len(tr), len(va), ctx)
+        trainer = Trainer(model, cfg, b_tr, shard(b_va, ctx.rank, ctx.world), len(tr), len(va), ctx)
         if resume:
             trainer.load(cfg.output.checkpoint)
             say(f"resumed from {cfg.output.checkpoint} at step {trainer.state.step}")
         else:
-            _pretrain(model, cfg, fresh, tr, b_tr, ctx)
+            _pretrain(model, cfg, fresh, tr, trainer)
             trainer.reset_optimizer()
             trainer.state.elapsed_s = time.perf_counter() - t0  # max_time_min counts the pre-training
         def save(tr_: Trainer) -> None:  # checkpoint and the log so far

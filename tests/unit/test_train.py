@@ -88,3 +88,52 @@ def test_finetune_needs_species_names(tmp_path, trained):
     write_mtp(m, tmp_path / "anon.mtp")
     with pytest.raises(ConfigError, match="model.species: .* does not name its elements"):
         train_model(tiny_config(tmp_path, model__init_from=str(tmp_path / "anon.mtp"), model__species=None))
+
+
+
+ADAM = dict(optimizer__kind="adam", optimizer__lr=0.005, optimizer__batches_per_step=2, optimizer__linear_solve_every=0,
+            optimizer__train_species_coeffs=True, data__batch_atoms=16, data__validation_fraction=0.0)
+
+
+def test_adam_minibatch_learns(tmp_path):
+    torch.set_num_threads(1)
+    start = train_model(tiny_config(tmp_path / "s", **ADAM, optimizer__max_steps=0))
+    res = train_model(tiny_config(tmp_path / "a", **ADAM, optimizer__max_steps=100))
+    before, after = start.metrics["train"]["all"], res.metrics["train"]["all"]
+    assert after["F_rmse"] < 0.9 * before["F_rmse"] and after["E_rmse"] < 0.8 * before["E_rmse"]
+    s, e = start.model.to_mtp(), res.model.to_mtp()
+    assert not np.array_equal(s.scal_coeffs, e.scal_coeffs)  # alpha, r0 trained
+    assert not np.array_equal(s.species_coeffs, e.species_coeffs)  # train_species_coeffs
+    assert s.scaling == e.scaling  # left to Rescale
+
+
+def test_adam_minibatch_resume_reproduces(tmp_path, monkeypatch):
+    from sus2md.train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    full = train_model(tiny_config(tmp_path / "a", **ADAM, optimizer__max_steps=20))
+    stop = Trainer._should_stop  # interrupt the same run (same cosine schedule) after 9 steps
+    monkeypatch.setattr(Trainer, "_should_stop", lambda self, t: "interrupted" if self.state.step >= 9 else stop(self, t))
+    train_model(tiny_config(tmp_path / "b", **ADAM, optimizer__max_steps=20))
+    monkeypatch.setattr(Trainer, "_should_stop", stop)
+    resumed = train_model(tiny_config(tmp_path / "b", **ADAM, optimizer__max_steps=20), resume=True)
+    for (k, v), w in zip(_params(full.model).items(), _params(resumed.model).values()):
+        assert torch.allclose(v, w, rtol=1e-9, atol=1e-12), k
+
+
+def test_adam_minibatch_schedule(tmp_path):
+    from sus2md.train.dataset import load_split, make_batches
+    from sus2md.train.trainer import Trainer
+
+    cfg = tiny_config(tmp_path, **{**ADAM, "optimizer__batches_per_step": 3})
+    tr, _, _ = load_split(cfg.data.train, None, None, SPECIES)
+    model = train_model(tiny_config(tmp_path / "m", optimizer__max_steps=0)).model
+    batches = make_batches(tr, model.cutoff, cfg.data.batch_atoms)
+    t = Trainer(model, cfg, batches, [], len(tr), 0)
+    nb = len(batches)
+    assert nb >= 6
+    epoch0 = [id(b) for s in range(nb // 3) for b in t._group(s)]
+    assert len(set(epoch0)) == len(epoch0) == 3 * (nb // 3)  # no batch twice within an epoch
+    assert [id(b) for b in t._group(1)] == [id(b) for b in t._group(1)]  # a function of the step
+    assert t._lr(0) == pytest.approx(cfg.optimizer.lr)
+    assert t._lr(cfg.optimizer.max_steps) == pytest.approx(cfg.optimizer.lr * cfg.optimizer.lr_final)

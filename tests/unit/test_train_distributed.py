@@ -22,23 +22,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+ADAM = dict(optimizer__kind="adam", optimizer__lr=0.005, optimizer__batches_per_step=4, optimizer__max_steps=6,
+            optimizer__linear_solve_every=3, optimizer__train_species_coeffs=True, data__batch_atoms=16)
+
+
+def _worker(rank: int, world: int, port: int, out: str, over: dict) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         from pathlib import Path
 
-        train_model(tiny_config(Path(out), optimizer__max_steps=4, optimizer__linear_solve_every=2))
+        train_model(tiny_config(Path(out), **over))
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
-def test_two_ranks_match_one(tmp_path):
+@pytest.mark.parametrize("over", [dict(optimizer__max_steps=4, optimizer__linear_solve_every=2), ADAM],
+                         ids=["lbfgs-full-batch", "adam-minibatch"])
+def test_two_ranks_match_one(tmp_path, over):
     torch.set_num_threads(1)
-    single = train_model(tiny_config(tmp_path / "one", optimizer__max_steps=4, optimizer__linear_solve_every=2))
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    single = train_model(tiny_config(tmp_path / "one", **over))
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two"), over), nprocs=2, join=True)
     two = SUS2Potential(read_mtp(tmp_path / "two" / "m.mtp"))
     frames = load_frames(DATA, species=SPECIES)
     a, b = evaluate_frames(single.model, frames), evaluate_frames(two, frames)
