@@ -193,16 +193,16 @@ class PaddedAdapter(OpenMMAdapter):
         self.nl_cell = cell.clone()
         self.nl_builds += 1
 
-    def _step(self, pos: Tensor, centre: Tensor, species: Tensor, nbr: Tensor, nbr_shift: Tensor,
-              nbr_species: Tensor) -> Tuple[Tensor, Tensor]:
-        """Energy (float64 scalar, eV) of the ``centre`` atoms and forces (N, 3) eV/Å (model
-        dtype) from their edges, for positions (N, 3) Å float64 and one chunk of the list."""
+    def _step(self, pos: Tensor, forces: Tensor, centre: Tensor, species: Tensor, nbr: Tensor, nbr_shift: Tensor,
+              nbr_species: Tensor) -> Tensor:
+        """One chunk: energy (float64 scalar, eV) of its ``centre`` atoms for positions (N, 3) Å
+        float64; adds the forces (eV/Å) of the chunk's edges to ``forces`` (N, 3) in place
+        (F_i += d_ij, F_j -= d_ij), so a chunk costs nothing proportional to N."""
         nc = centre.shape[0]
         vec = (pos.index_select(0, nbr.reshape(-1)).reshape(nc, -1, 3) - pos.index_select(0, centre).unsqueeze(1)).transpose(1, 2) + nbr_shift
         e_site, d = self.model.padded_energies_and_gradients(species, vec.to(self.model.shift.dtype), nbr_species)
-        # F_i += d_e for the centre i, F_j -= d_e for the neighbour j
-        f = torch.zeros((pos.shape[0], 3), dtype=d.dtype, device=d.device).index_add(0, centre, d.sum(2))
-        return e_site.to(torch.float64).sum(), f.index_add(0, nbr.reshape(-1), d.transpose(1, 2).reshape(-1, 3), alpha=-1)
+        forces.index_add_(0, centre, d.sum(2)).index_add_(0, nbr.reshape(-1), d.transpose(1, 2).reshape(-1, 3), alpha=-1)
+        return e_site.to(torch.float64).sum()
 
     def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         n = positions.shape[0]
@@ -228,9 +228,7 @@ class PaddedAdapter(OpenMMAdapter):
         f = torch.zeros((n, 3), dtype=self.model.shift.dtype, device=device)
         with torch.no_grad():
             for chunk in self.chunks:
-                e_c, f_c = self.step(pos, *chunk)
-                energy = energy + e_c
-                f = f + f_c
+                energy = energy + self.step(pos, f, *chunk)
         forces = (f * (self.ev_to_kj * self.nm_to_A)).to(device=positions.device, dtype=positions.dtype)
         return (energy * self.ev_to_kj).to(positions.device), forces
 
