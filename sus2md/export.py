@@ -133,14 +133,15 @@ class PaddedAdapter(OpenMMAdapter):
 
     Same contract and units as :class:`OpenMMAdapter`.  The Verlet list (pairs within r_c + skin,
     rebuilt when an atom moved more than skin/2 or the box changed) is stored per centre atom,
-    padded to J slots, in chunks of at most ``chunk_atoms`` centres: centre indices (C,),
-    neighbour index (C, J), Cartesian image shift (C, 3, J) and neighbour species (C, J).
-    Centres are grouped by neighbour count, so each chunk's J is close to its own largest count.
-    Every call evaluates all slots with :meth:`SUS2Potential.padded_energies_and_gradients`;
-    pairs beyond r_c contribute exactly 0, so nothing is pruned or repacked between rebuilds.
-    Chunks of fixed size keep the per-atom cost independent of the system size (the working
-    set of a call does not grow with N).  :meth:`step` (one chunk: positions Å, float64 ->
-    energy eV, forces eV/Å) is what ``torch.compile`` compiles.  Not scriptable.
+    padded to J slots (a multiple of ``slot_multiple``), in equal chunks of at most
+    ``chunk_atoms`` centres: centre indices (C,), neighbour index (C, J), Cartesian image shift
+    (C, 3, J) and neighbour species (C, J).  Centres are grouped by neighbour count, so each
+    chunk's J is close to its own largest count.  Every call evaluates all slots with
+    :meth:`SUS2Potential.padded_energies_and_gradients`; pairs beyond r_c contribute exactly 0,
+    so nothing is pruned or repacked between rebuilds.  Chunks keep the working set of a call
+    independent of N (cache-sized), so the per-atom cost does not grow with the system.
+    :meth:`step` (one chunk: positions Å float64 -> energy eV; forces eV/Å added in place) is
+    what ``torch.compile`` compiles.  Not scriptable.
     """
 
     def __init__(self, model: SUS2Potential, skin_A: float = DEFAULT_SKIN_A, chunk_atoms: int = 512,
@@ -172,7 +173,7 @@ class PaddedAdapter(OpenMMAdapter):
             i, j, shifts = i[order], j[order], shifts[order]
         counts = torch.bincount(i, minlength=n)
         m = self.slot_multiple
-        width = max(1, (int(counts.max()) if i.shape[0] > 0 else 0) + m - 1) // m * m
+        width = max(m, ((int(counts.max()) if i.shape[0] > 0 else 0) + m - 1) // m * m)
         slot = torch.arange(i.shape[0], device=device) - (torch.cumsum(counts, 0) - counts).index_select(0, i)
         nbr = torch.arange(n, device=device).unsqueeze(1).repeat(1, width)  # padding: the atom itself ...
         nbr[i, slot] = j
@@ -181,10 +182,14 @@ class PaddedAdapter(OpenMMAdapter):
         shift[i, slot] = shifts.to(torch.float64) @ cell
         shift = shift.transpose(1, 2)
         by_count = torch.argsort(counts, descending=True, stable=True)
+        n_chunks = max(1, -(-n // max(1, self.chunk_atoms)))  # equal chunks: no tiny last one
+        bounds = [k * n // n_chunks for k in range(n_chunks + 1)]
         self.chunks = []
-        for start in range(0, n, self.chunk_atoms):
-            centre = torch.sort(by_count[start:start + self.chunk_atoms]).values
-            w = max(1, (int(counts.index_select(0, centre).max()) + m - 1) // m * m)
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            if stop == start:
+                continue
+            centre = torch.sort(by_count[start:stop]).values
+            w = max(m, (int(counts.index_select(0, centre).max()) + m - 1) // m * m)
             c_nbr = nbr.index_select(0, centre)[:, :w].contiguous()
             self.chunks.append((centre, self.species.index_select(0, centre), c_nbr,
                                 shift.index_select(0, centre)[:, :, :w].contiguous(),

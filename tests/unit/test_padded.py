@@ -100,3 +100,23 @@ def test_padded_adapter_cluster_and_float32():
         assert float((f - f_ref).abs().max()) < tol * scale
     with pytest.raises(RuntimeError, match="species are bound for 7 particles"):
         ad(torch.zeros((3, 3), dtype=torch.float64), None)
+
+
+@pytest.mark.parametrize("n_atoms", [1, 2, 9])
+def test_padded_adapter_isolated_atoms(n_atoms):
+    """Atoms without neighbours (and systems without any edge) give the scripted adapter's numbers."""
+    model = random_model()
+    rng = np.random.default_rng(n_atoms)
+    pos = rng.uniform(0, 3.0, size=(n_atoms, 3))
+    pos[0] += 40.0  # far from everything
+    species = torch.tensor(rng.integers(0, 2, size=n_atoms))
+    ref = torch.jit.script(OpenMMAdapter(model))
+    ref.set_species(species)
+    ad = PaddedAdapter(model, chunk_atoms=4)
+    ad.set_species(species)
+    p = torch.tensor(pos / 10.0)
+    e_ref, f_ref = ref(p, None)
+    e, f = ad(p, None)
+    assert abs(float(e - e_ref)) < 1e-10 * max(1.0, abs(float(e_ref)))
+    assert torch.allclose(f, f_ref, rtol=0, atol=1e-9)
+    assert bool((f[0] == 0).all())
