@@ -215,7 +215,7 @@ class Trainer:
             return "early_stopping"
         return None
 
-    def _check_validation(self, train_loss: float) -> dict:
+    def _check_validation(self, train_loss: float | None) -> dict:
         st = self.state
         val = self.validation_loss()
         rec = {"step": st.step, "train_loss": train_loss, "val_loss": val}
@@ -233,6 +233,8 @@ class Trainer:
         t_start = time.perf_counter()
         elapsed0 = st.elapsed_s
         reason = None
+        if st.step == 0 and self.n_val and not st.history:  # the starting point is a candidate too
+            st.history.append(self._check_validation(None))
         while (reason := self._should_stop(elapsed0 + time.perf_counter() - t_start)) is None:
             if o.linear_solve_every and st.step > 0 and st.step % o.linear_solve_every == 0:
                 self.linear_solve()

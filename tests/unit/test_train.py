@@ -137,3 +137,17 @@ def test_adam_minibatch_schedule(tmp_path):
     assert [id(b) for b in t._group(1)] == [id(b) for b in t._group(1)]  # a function of the step
     assert t._lr(0) == pytest.approx(cfg.optimizer.lr)
     assert t._lr(cfg.optimizer.max_steps) == pytest.approx(cfg.optimizer.lr * cfg.optimizer.lr_final)
+
+
+def test_starting_point_is_a_validation_candidate(tmp_path):
+    """A run whose steps only make validation worse keeps the pre-trained start."""
+    torch.set_num_threads(1)
+    over = dict(optimizer__kind="adam", optimizer__lr=1.0, optimizer__linear_solve_every=0,
+                early_stopping__validate_every=1, data__batch_atoms=16)
+    start = train_model(tiny_config(tmp_path / "s", **over, optimizer__max_steps=0))
+    bad = train_model(tiny_config(tmp_path / "b", **over, optimizer__max_steps=3))
+    hist = json.loads((tmp_path / "b" / "m.log.json").read_text())["history"]
+    assert hist[0]["step"] == 0 and hist[0]["train_loss"] is None
+    assert min(h["val_loss"] for h in hist[1:]) > hist[0]["val_loss"]
+    for (k, v), w in zip(_params(start.model).items(), _params(bad.model).values()):
+        assert torch.equal(v, w), k
