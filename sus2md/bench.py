@@ -345,7 +345,8 @@ def to_markdown(report: dict) -> str:
                          f"{1e3 * r['best_s_per_step']:.1f} | {_fmt_rate(r['atom_steps_per_s'])} | {rel} | "
                          f"{1e3 * r['best_cpu_s_per_step']:.1f} |")
         lines += ["", "backend `model` = energy+forces of the eager model with its neighbour list, no MD engine; "
-                  "`torch` = OpenMM TorchForce; `python` = OpenMM PythonForce. CPU ms/step = process CPU time "
+                  "`torch` = OpenMM TorchForce; `python` = OpenMM PythonForce; `compiled` = PythonForce over the "
+                  "torch.compile'd padded per-centre Verlet-list evaluation (sus2md.export.PaddedAdapter). CPU ms/step = process CPU time "
                   "(all threads) per step: insensitive to waiting for a busy CPU, so a steadier cost measure on a "
                   "shared machine.", ""]
     if report.get("species_scan"):

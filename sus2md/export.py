@@ -223,7 +223,8 @@ class PaddedAdapter(OpenMMAdapter):
         else:
             cell = boxvectors.detach().to(device=device, dtype=torch.float64) * self.nm_to_A
             pbc = torch.ones(3, dtype=torch.bool, device=device)
-        stale = self.nl_pos.shape[0] != n or not torch.equal(self.nl_cell, cell)
+        stale = (self.nl_pos.shape[0] != n or self.nl_pos.device != device or not torch.equal(self.nl_cell, cell)
+                 or (len(self.chunks) > 0 and self.chunks[0][0].device != device))
         if not stale:
             disp = pos - self.nl_pos
             stale = bool(((disp * disp).sum(dim=1) > 0.25 * self.skin * self.skin).any())
