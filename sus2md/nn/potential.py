@@ -378,7 +378,6 @@ class SUS2Potential(torch.nn.Module):
             d = torch.zeros_like(d).index_copy(0, order, d)
         return e_site, d
 
-
     # ------------------------------------------------------------------ padded inference path
     def padded_energies_and_gradients(self, species: Tensor, vec: Tensor, tj: Tensor) -> Tuple[Tensor, Tensor]:
         """Per-atom energies (N,) eV and dE/dr (N, 3, J) eV/Å of edges laid out per centre atom.
