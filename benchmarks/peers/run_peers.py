@@ -213,12 +213,12 @@ def _bench_calc(work: Path, python: Path, calc: str, tag: str, args: list[str], 
 
 
 def stage_calc(work: Path, limit: int, steps: int, steps_fast: int, sus2_model: str | None, mace: dict | None, asap: bool,
-               force: bool) -> dict:
+               force: bool, sizes: str = "1500,12000") -> dict:
     """bench_calc for every calculator available now; each result is cached on its own, so this
     stage can run before MACE has finished training and again afterwards."""
     test = DATA / "emt_alloy_test.extxyz"
-    speed = ["--speed", "--sizes", "500,2048", "--steps", str(steps_fast)]
-    speed_mace = ["--speed", "--sizes", "500,2048", "--steps", str(steps)]  # MACE is ~100x slower per step
+    speed = ["--speed", "--sizes", sizes, "--steps", str(steps_fast)]
+    speed_mace = ["--speed", "--sizes", sizes, "--steps", str(steps)]  # MACE is ~100x slower per step
     main_py, mace_py = ROOT / ".venv" / "bin" / "python", MACE_VENV / "bin" / "python"
     sus = {"SUS2MD_PEER_MODEL": sus2_model or ""}
     sus2_calc = "py:sus2md_peer_factory:make"
@@ -235,7 +235,7 @@ def stage_calc(work: Path, limit: int, steps: int, steps_fast: int, sus2_model: 
         if _bench_calc(work, mace_py, f"mace:{mace['model']}", "mace_f32",
                        ["--test", test, "--limit", str(limit), *speed_mace], {"MACE_DTYPE": "float32"}, force):
             _bench_calc(work, main_py, sus2_calc, "sus2_f32_pair", speed, {**sus, "SUS2MD_DTYPE": "float32"}, True)
-    return {"limit": limit, "steps": steps, "steps_fast": steps_fast, "sus2_model": sus2_model, "mace": bool(mace),
+    return {"limit": limit, "steps": steps, "steps_fast": steps_fast, "sizes": sizes, "sus2_model": sus2_model, "mace": bool(mace),
             "tags": sorted(p.stem[5:] for p in work.glob("calc_*.jsonl"))}
 
 
@@ -244,7 +244,7 @@ def stage_calc(work: Path, limit: int, steps: int, steps_fast: int, sus2_model: 
 
 def stage_openmm(work: Path, sus2_model: str, sizes: str, steps: int) -> dict:
     js, md = work / "openmm.json", work / "openmm.md"
-    cmd = [ROOT / ".venv" / "bin" / "sus2md", "bench", sus2_model, "--sizes", sizes, "--backends", "model,torch",
+    cmd = [ROOT / ".venv" / "bin" / "sus2md", "bench", sus2_model, "--sizes", sizes, "--backends", "model,torch,compiled",
            "--dtypes", "float32,float64", "--threads", "1", "--steps", str(steps), "--repeats", "3",
            "--json", js, "--markdown", md]
     _, dt = sh(cmd, logfile=work / "openmm.log")
@@ -371,16 +371,32 @@ def stage_results(work: Path, state: dict, argv: list[str]) -> Path:
                   f"`{state['openmm']['command']}` — load average at start {', '.join(f'{x:.1f}' for x in omm['machine']['loadavg'])}.", "",
                   "| atoms | backend | dtype | ms/step | atom-steps/s | × model alone | CPU ms/step |", "|---:|---|---|---:|---:|---:|---:|"]
         for r in omm["results"]:
-            lines.append(f"| {r['n_atoms']} | {'TorchForce MD' if r['backend'] == 'torch' else r['backend']} | {r['dtype']} | "
+            lines.append(f"| {r['n_atoms']} | {_BACKEND_LABEL.get(r['backend'], r['backend'])} | {r['dtype']} | "
                          f"{1e3 * r['best_s_per_step']:.1f} | {_f(r['atom_steps_per_s'], 0)} | {_f(r.get('vs_model_alone'), 2)} | "
                          f"{_f(r.get('best_cpu_s_per_step') and 1e3 * r['best_cpu_s_per_step'])} |")
+        mace_sp = sp.get("mace_f32", {})
+        comp = [r for r in omm["results"] if r["backend"] == "compiled" and r["dtype"] == "float32"]
+        if mace_sp and comp:
+            lines += ["", "### SUS2 MD in OpenMM (compiled backend, float32) vs MACE MD (ASE harness), 1 thread", "",
+                      "| SUS2 atoms | SUS2 atom-steps/s | MACE atoms | MACE atom-steps/s | ratio |", "|---:|---:|---:|---:|---:|"]
+            for r in comp:
+                n_m = min(mace_sp, key=lambda n: abs(n - r["n_atoms"]))  # the nearest size MACE ran
+                lines.append(f"| {r['n_atoms']} | {_f(r['atom_steps_per_s'], 0)} | {n_m} | {_f(mace_sp[n_m], 0)} | "
+                             f"**{r['atom_steps_per_s'] / mace_sp[n_m]:.0f}×** |")
+            lines += ["", "The two engines differ (OpenMM velocity Verlet vs ASE velocity Verlet) and so do the sizes "
+                      "(random fcc alloys of the 7 metals in both; `sus2md bench` builds cubic cells near the asked size), as the "
+                      "performance issue allows (SUS2 through OpenMM, MACE through its ASE calculator)."]
         lines += ["", "`model` = energy+forces of the eager model with its neighbour list (no engine); "
-                  "TorchForce MD = full velocity-Verlet steps inside OpenMM; CPU ms/step = process CPU time per step "
+                  "TorchForce MD / compiled MD = full velocity-Verlet steps inside OpenMM (TorchForce over the "
+                  "TorchScript model; PythonForce over the torch.compile'd padded Verlet-list evaluation); CPU ms/step = process CPU time per step "
                   "(does not count waiting for a busy CPU)."]
     lines += ["", "Raw results: the `calc_*.jsonl`, `openmm.json` and `state.json` files of the work directory.", ""]
     out = ROOT / "benchmarks" / "RESULTS.md"
     out.write_text("\n".join(lines))
     return out
+
+
+_BACKEND_LABEL = {"torch": "TorchForce MD", "compiled": "compiled MD (PythonForce, torch.compile)"}
 
 
 def _load_cell(rows: list[dict]) -> str:
@@ -403,6 +419,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="MD steps per size in bench_calc for MACE")
     ap.add_argument("--steps-fast", type=int, default=20, help="MD steps per size in bench_calc for SUS2 and EMT")
     ap.add_argument("--openmm-sizes", default="1500,12000")
+    ap.add_argument("--calc-sizes", default="1500,12000", help="MD sizes (atoms) of the ASE-harness speed runs")
     ap.add_argument("--openmm-steps", type=int, default=3)
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
@@ -429,7 +446,7 @@ def main() -> None:
             state[name] = stage_mace(a.work, a.mace_epochs, a.mace_threads)
         elif name == "calc":
             state[name] = stage_calc(a.work, a.limit, a.steps, a.steps_fast, (state.get("sus2") or {}).get("model"), state.get("mace"),
-                                     bool((state.get("venv") or {}).get("asap3")), "calc" in force)
+                                     bool((state.get("venv") or {}).get("asap3")), "calc" in force, a.calc_sizes)
         elif name == "openmm":
             state[name] = stage_openmm(a.work, state["sus2"]["model"], a.openmm_sizes, a.openmm_steps)
         else:

@@ -1,20 +1,14 @@
-r"""Forces and virials for training without a double backward over the edges.
+r"""Descriptor Jacobians for the exact linear solve (:mod:`sus2md.train.linear`).
 
-``evaluate(..., create_graph=True)`` differentiates ``dE/dr_e`` again with respect to the
-parameters: a double backward through the whole edge graph, slow on CPU.  Here the edge part is
-differentiated by hand, so training needs one backward pass.  With the basic moments
-``M_i[b] = sum_{e in i} R_{mu_b}(r_e) m_b(u_e)`` (``m_b`` = monomial u_x^a u_y^b u_z^c)::
+With the basic moments ``M_i[b] = sum_{e in i} R_{mu_b}(r_e) m_b(u_e)`` (``m_b`` = monomial
+u_x^a u_y^b u_z^c)::
 
     dM_e[b]/dr_e = R'_{mu_b}(r) m_b(u) u + R_{mu_b}(r) (grad_u m_b - (u . grad_u m_b) u) / r
-    d_e          = dE/dr_e = sum_b G_{i(e)}[b] dM_e[b]/dr_e,    G_i = dE/dM_i
 
-``R'`` comes from forward-mode AD of the radial functions (elementwise in r), ``G_i`` from a
-reverse pass over the per-atom contraction only (cheap, N x n_moments).  Forces and virial then
-follow as in :mod:`sus2md.nn.calc`: ``F_i += d_e, F_j -= d_e, W = -sum_e d_e (x) r_e``.
-
-For the linear solve, the same edge terms with the contraction Jacobian ``J_i = dB_i/dM_i``
-(forward-mode through the contraction, n_basic tangents) give ``dB_{i(e)}[a]/dr_e`` for every
-scalar moment a at once.
+(``R'`` by forward-mode AD of the radial functions, elementwise in r).  With the contraction
+Jacobian ``J_i = dB_i/dM_i`` (forward mode through the contraction, n_basic tangents) these give
+``dB_{i(e)}[a]/dr_e`` for every scalar moment a at once: the force and virial columns of the
+design matrix.  (The loss gradient itself uses :mod:`sus2md.train.fastpath`.)
 """
 from __future__ import annotations
 
@@ -26,10 +20,11 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from sus2md.nn.calc import Graph, edge_forces, edge_virials
+from sus2md.nn.calc import Graph
 from sus2md.nn.potential import SUS2Potential
+from sus2md.train.fastpath import monomials_and_grads
 
-__all__ = ["edge_terms", "contract", "energy_forces_virial", "descriptor_jacobian"]
+__all__ = ["contract", "descriptor_jacobian", "edge_terms"]
 
 
 @dataclass
@@ -88,19 +83,7 @@ def edge_terms(model: SUS2Potential, graph: Graph) -> tuple[Tensor, Tensor, Tens
         dual = fwAD.make_dual(r, torch.ones_like(r))
         out = fwAD.unpack_dual(model.radial_functions(dual, ti, tj))
         rad, drad = out.primal, out.tangent  # (E, n_mu)
-    e = _basis(model).basic_exp  # (n_basic, 3) exponents
-    L = model.L
-    powers = [torch.ones_like(u)]
-    for _ in range(L):
-        powers.append(powers[-1] * u)
-    pw = torch.stack(powers, dim=2)  # (E, 3, L+1)
-    # p_d = u_d^{e_d} and dp_d = e_d u_d^{e_d - 1}
-    p = torch.stack([pw[:, d, :].index_select(1, e[:, d]) for d in range(3)], dim=2)  # (E, n_basic, 3)
-    em1 = (e - 1).clamp_min(0)
-    dp = torch.stack([pw[:, d, :].index_select(1, em1[:, d]) for d in range(3)], dim=2) * e.to(u.dtype)
-    mono = p.prod(dim=2)  # (E, n_basic)
-    grad_u = torch.stack([dp[:, :, 0] * p[:, :, 1] * p[:, :, 2], p[:, :, 0] * dp[:, :, 1] * p[:, :, 2],
-                          p[:, :, 0] * p[:, :, 1] * dp[:, :, 2]], dim=2)  # (E, n_basic, 3)
+    mono, grad_u = monomials_and_grads(u, _basis(model).basic_exp, model.L)  # (E, n_basic), (E, n_basic, 3)
     radial = (grad_u - (grad_u * u.unsqueeze(1)).sum(2, keepdim=True) * u.unsqueeze(1)) / r.reshape(-1, 1, 1)
     R_b = rad.index_select(1, _basis(model).basic_mu)
     dR_b = drad.index_select(1, _basis(model).basic_mu)
@@ -133,24 +116,6 @@ def contract(model: SUS2Potential, M: Tensor, tangent: Tensor | None = None) -> 
             dmom = torch.cat([dmom, dmom.new_zeros((pad,) + dmom.shape[1:])], dim=0)
     B = mom.index_select(0, basis.mapping).t()
     return B, (dmom.index_select(0, basis.mapping).permute(1, 2, 0) if dmom is not None else None)
-
-
-def energy_forces_virial(model: SUS2Potential, graph: Graph) -> tuple[Tensor, Tensor, Tensor]:
-    """Energies (B,), forces (N, 3) and virials (B, 3, 3) differentiable in the parameters with a
-    single backward pass (equal to :func:`sus2md.nn.calc.evaluate`)."""
-    contrib, dcontrib, vec = edge_terms(model, graph)
-    n = graph.species.shape[0]
-    M = torch.zeros((n, contrib.shape[1]), dtype=contrib.dtype, device=contrib.device).index_add(0, graph.edge_i, contrib)
-    B, _ = contract(model, M)
-    c = model.species_coeffs.index_select(0, graph.species)
-    site = model.shift.index_select(0, graph.species) + c + c * (B @ model.moment_coeffs)
-    # G depends on the parameters directly and through M: keep its graph (a double backward over
-    # the per-atom contraction only; the edge part below is first order).
-    (G,) = torch.autograd.grad(site.sum(), M, create_graph=True)  # (N, n_basic)
-    energy = torch.zeros(graph.n_configs, dtype=site.dtype, device=site.device).index_add(0, graph.batch, site)
-    d = (G.index_select(0, graph.edge_i).unsqueeze(2) * dcontrib).sum(1)  # (E, 3)
-    forces = edge_forces(n, graph.edge_i, graph.edge_j, d)
-    return energy, forces, edge_virials(graph, d, vec)
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ from torch import Tensor
 from sus2md.nn.calc import Graph
 from sus2md.nn.potential import SUS2Potential
 
-__all__ = ["EdgeCache", "edge_cache", "matches", "energy_forces_virial"]
+__all__ = ["EdgeCache", "edge_cache", "energy_forces_virial", "matches", "monomials_and_grads"]
 
 
 @dataclass
@@ -57,16 +57,16 @@ def matches(ec: "EdgeCache | None", model: SUS2Potential) -> bool:
     return ec is not None and ec.key == (model.cutoff, model.L, model.radial.dtype)
 
 
-def _monomials_and_grads(model: SUS2Potential, u: Tensor) -> tuple[Tensor, Tensor]:
-    """mono_m(u) (E, n_mono) and grad_u mono_m (E, n_mono, 3)."""
-    e = model.mono_exp  # (n_mono, 3)
+def monomials_and_grads(u: Tensor, exps: Tensor, L: int) -> tuple[Tensor, Tensor]:
+    """u_x^a u_y^b u_z^c for every exponent row (a, b, c) of ``exps`` (E, n) and their gradients
+    with respect to u (E, n, 3); ``L`` is the largest exponent."""
     powers = [torch.ones_like(u)]
-    for _ in range(model.L):
+    for _ in range(L):
         powers.append(powers[-1] * u)
     pw = torch.stack(powers, dim=2)  # (E, 3, L+1)
-    p = torch.stack([pw[:, d, :].index_select(1, e[:, d]) for d in range(3)], dim=2)  # (E, n_mono, 3)
-    em1 = (e - 1).clamp_min(0)
-    dp = torch.stack([pw[:, d, :].index_select(1, em1[:, d]) for d in range(3)], dim=2) * e.to(u.dtype)
+    p = torch.stack([pw[:, d, :].index_select(1, exps[:, d]) for d in range(3)], dim=2)  # (E, n, 3)
+    em1 = (exps - 1).clamp_min(0)
+    dp = torch.stack([pw[:, d, :].index_select(1, em1[:, d]) for d in range(3)], dim=2) * exps.to(u.dtype)
     mono = p.prod(dim=2)
     grad = torch.stack([dp[:, :, 0] * p[:, :, 1] * p[:, :, 2], p[:, :, 0] * dp[:, :, 1] * p[:, :, 2],
                         p[:, :, 0] * p[:, :, 1] * dp[:, :, 2]], dim=2)
@@ -92,7 +92,7 @@ def edge_cache(model: SUS2Potential, graph: Graph) -> EdgeCache:
     j[slot] = ej
     r = torch.sqrt((vec * vec).sum(1))
     u = vec / r.unsqueeze(1)
-    mono, grad = _monomials_and_grads(model, u)
+    mono, grad = monomials_and_grads(u, model.mono_exp, model.L)
     A = mono.unsqueeze(2) * u.unsqueeze(1)
     P = (grad - (grad * u.unsqueeze(1)).sum(2, keepdim=True) * u.unsqueeze(1)) / r.reshape(-1, 1, 1)
     sp = graph.species

@@ -5,10 +5,8 @@ import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from sus2md.io.data import load_frames
-from sus2md.nn.calc import evaluate
 from sus2md.nn.potential import SUS2Potential
 from sus2md.train.dataset import make_batches
-from sus2md.train.explicit import energy_forces_virial
 from sus2md.train.init_model import init_mtp
 from sus2md.train.initialise import init_coefficients
 from sus2md.train.linear import batch_rows, train_linear
@@ -25,18 +23,6 @@ def setup():
         model.scaling.fill_(0.5)
     frames = load_frames(DATA, species=SPECIES)[:10]
     return model, frames, make_batches(frames, model.cutoff, batch_atoms=40)
-
-
-def test_explicit_forces_match_autograd(setup):
-    model, _, batches = setup
-    with torch.no_grad():
-        model.moment_coeffs.normal_(generator=torch.Generator().manual_seed(2))
-    g = batches[0].graph
-    ref = evaluate(model, g)
-    e, f, w = energy_forces_virial(model, g)
-    assert torch.allclose(e, ref.energy, rtol=1e-10, atol=1e-8)
-    assert torch.allclose(f, ref.forces, rtol=1e-9, atol=1e-8)
-    assert torch.allclose(w, ref.virial, rtol=1e-9, atol=1e-8)
 
 
 def test_rows_reproduce_loss(setup):
