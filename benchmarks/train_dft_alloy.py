@@ -3,6 +3,7 @@ alloy.mtp, and compare both with the published model on the test split.
 
     python benchmarks/train_dft_alloy.py --mode scratch|finetune|published \
         [--optimizer adam|lbfgs] [--max-steps N] [--max-time-min 12] [--threads 2] [--out runs/train_dft]
+    python benchmarks/train_dft_alloy.py --mode report [--out runs/train_dft] [--report OUT.md]
 
 Data: ../shared/data/sus2_alloy_dft_split_{train,val,test}.extxyz (1813 / 120 / 484 configs);
 model: ../shared/reference/alloy.mtp (l2k3, R=5, cutoff 6 Å, scaling map K).  Writes
@@ -57,9 +58,32 @@ def published(out: Path) -> dict:
     return {"test": _metrics(model, frames, make_batches(frames, model.cutoff, 1000))}
 
 
+def report(out: Path, path: Path) -> str:
+    """Markdown table of the test errors of the runs under ``out`` (written to ``path``)."""
+    rows = ["| model | steps | wall (s) | test E RMSE (meV/atom) | test F RMSE (meV/Å) | test stress RMSE (GPa) |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for mode, label in (("published", "published `alloy.mtp` (authors' trainer, their larger set)"),
+                        ("finetune", "sus2md fine-tune of `alloy.mtp` (scaling frozen)"),
+                        ("scratch", "sus2md from scratch (l2k3, R=5, 6 Å, map K)")):
+        f = out / mode / "summary.json"
+        if not f.is_file():
+            continue
+        s = json.loads(f.read_text())
+        t = s["metrics"]["test"]["all"]
+        rows.append(f"| {label} | {s.get('steps', '—') or '—'} | {s['wall_s']:.0f} | {t['E_rmse']:.1f} | {t['F_rmse']:.1f} | "
+                    f"{t.get('S_rmse', float('nan')):.2f} |")
+    text = "\n".join(["# DFT alloy (53 elements): test split `sus2_alloy_dft_split_test.extxyz` (484 configs)", "",
+                      f"Runs under `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}`; "
+                      "command: `python benchmarks/train_dft_alloy.py --mode <mode>` then `--mode report`.", "", *rows, ""])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["scratch", "finetune", "published"], required=True)
+    ap.add_argument("--mode", choices=["scratch", "finetune", "published", "report"], required=True)
+    ap.add_argument("--report", default=str(ROOT / "benchmarks" / "results" / "train_dft_alloy.md"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "train_dft"))
     ap.add_argument("--max-time-min", type=float, default=12.0)
     ap.add_argument("--max-steps", type=int, default=6000)
@@ -72,6 +96,9 @@ def main() -> int:
     from sus2md.train.config import config_from_dict
     from sus2md.train.workflow import format_metrics, train_model
 
+    if args.mode == "report":
+        print(report(Path(args.out), Path(args.report)))
+        return 0
     out = Path(args.out) / args.mode
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

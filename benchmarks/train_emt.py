@@ -1,8 +1,8 @@
 """Train the shipped EMT alloy model (models/emt_alloy.mtp) and report its errors.
 
-    OMP_NUM_THREADS=1 python benchmarks/train_emt.py [--config examples/train_emt.yaml] [--out runs/train_emt]
+    python benchmarks/train_emt.py [--config examples/train_emt.yaml] [--out runs/train_emt]
 
-Trains with ``examples/train_emt.yaml`` (l2k3, 7 species, train1000 / val / test of
+Trains with ``examples/train_emt.yaml`` (l2k3, 7 species, train / val / test of
 ``../shared/data``), then writes ``<out>/summary.json``: parameter count, wall time, stop reason,
 and train/validation/test RMSEs per ``config_type``.  Skips cleanly without ../shared/data.
 """

