@@ -34,8 +34,9 @@ def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer:
         "data": {"train": str(data / "sus2_alloy_dft_split_train.extxyz"),
                  "validation": str(data / "sus2_alloy_dft_split_val.extxyz"),
                  "test": str(data / "sus2_alloy_dft_split_test.extxyz"), "batch_atoms": 1000},
-        "optimizer": ({"kind": "adam", "lr": 0.01 if mode == "scratch" else 0.002, "max_steps": max_steps,
-                       "max_time_min": max_time_min, "linear_solve_every": 0, "linear_subset": 400,
+        "optimizer": ({"kind": "adam", "lr": 0.01 if mode == "scratch" else 3e-4, "max_steps": max_steps,
+                       "max_time_min": max_time_min, "linear_solve_every": 0,
+                       "linear_subset": 400 if mode == "scratch" else None,
                        "train_species_coeffs": True, "random_samples": 2 if mode == "scratch" else 0, "init_subset": 20}
                       if optimizer == "adam" else
                       {"max_steps": max_steps, "max_time_min": max_time_min, "linear_solve_every": 15,
