@@ -61,8 +61,8 @@ def published(out: Path) -> dict:
 
 def report(out: Path, path: Path) -> str:
     """Markdown table of the test errors of the runs under ``out`` (written to ``path``)."""
-    rows = ["| model | steps | wall (s) | test E RMSE (meV/atom) | test F RMSE (meV/Å) | test stress RMSE (GPa) |",
-            "|---|---:|---:|---:|---:|---:|"]
+    rows = ["| model | steps | wall (s) | test E RMSE (meV/atom) | test F RMSE (meV/Å) | test stress RMSE (GPa) | command |",
+            "|---|---:|---:|---:|---:|---:|---|"]
     for mode, label in (("published", "published `alloy.mtp` (authors' trainer, their larger set)"),
                         ("finetune", "sus2md fine-tune of `alloy.mtp` (scaling frozen)"),
                         ("scratch", "sus2md from scratch (l2k3, R=5, 6 Å, map K)")):
@@ -72,7 +72,7 @@ def report(out: Path, path: Path) -> str:
         s = json.loads(f.read_text())
         t = s["metrics"]["test"]["all"]
         rows.append(f"| {label} | {s.get('steps', '—') or '—'} | {s['wall_s']:.0f} | {t['E_rmse']:.1f} | {t['F_rmse']:.1f} | "
-                    f"{t.get('S_rmse', float('nan')):.2f} |")
+                    f"{t.get('S_rmse', float('nan')):.2f} | `{s.get('invocation', '—')}` |")
     text = "\n".join(["# DFT alloy (53 elements): test split `sus2_alloy_dft_split_test.extxyz` (484 configs)", "",
                       f"Runs under `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}`; "
                       "command: `python benchmarks/train_dft_alloy.py --mode <mode>` then `--mode report`.", "", *rows, ""])
@@ -110,6 +110,7 @@ def main() -> int:
                           echo=lambda s: print(s, flush=True))
         summary = {"metrics": res.metrics, "n_params": res.n_params, "steps": res.steps, "stop_reason": res.stop_reason}
     summary["wall_s"] = time.perf_counter() - t0
+    summary["invocation"] = " ".join(["python benchmarks/train_dft_alloy.py", *sys.argv[1:]])
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_metrics(summary["metrics"]))
     print(f"wall {summary['wall_s']:.0f} s")
