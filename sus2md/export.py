@@ -41,6 +41,14 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _RECOMPILE = "recompile it with `sus2md compile MODEL.mtp -o MODEL.pt`"
 
 
+
+def _require_species(n_bound: int, n: int) -> None:
+    """The species bound to the force must cover every particle of the system."""
+    if n_bound != n:
+        raise RuntimeError(
+            "sus2md: species are bound for " + str(n_bound) + " particles but the system has "
+            + str(n) + "; create the force with sus2md.engine.to_openmm_force (or call set_species)")
+
 class OpenMMAdapter(torch.nn.Module):
     """OpenMM ``TorchForce`` contract around a :class:`SUS2Potential`.
 
@@ -99,10 +107,7 @@ class OpenMMAdapter(torch.nn.Module):
 
     def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         n = positions.shape[0]
-        if self.species.shape[0] != n:
-            raise RuntimeError(
-                "sus2md: species are bound for " + str(self.species.shape[0]) + " particles but the system has "
-                + str(n) + "; create the force with sus2md.engine.to_openmm_force (or call set_species)")
+        _require_species(self.species.shape[0], n)
         dtype = self.model.shift.dtype
         device = self.species.device
         pos = positions.detach().to(device=device, dtype=dtype) * self.nm_to_A
@@ -211,10 +216,7 @@ class PaddedAdapter(OpenMMAdapter):
 
     def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         n = positions.shape[0]
-        if self.species.shape[0] != n:
-            raise RuntimeError(
-                "sus2md: species are bound for " + str(self.species.shape[0]) + " particles but the system has "
-                + str(n) + "; create the force with sus2md.engine.to_openmm_force (or call set_species)")
+        _require_species(self.species.shape[0], n)
         device = self.species.device
         pos = positions.detach().to(device=device, dtype=torch.float64) * self.nm_to_A
         if boxvectors is None:

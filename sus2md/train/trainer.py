@@ -91,6 +91,27 @@ class Trainer:
     def _flat(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
 
+    def _loss_and_grad(self, batches: list[Batch], n_cfg: int) -> torch.Tensor:
+        """Sum over ``batches`` (and ranks) of the loss / ``n_cfg``, float64, with the summed
+        gradients left in ``p.grad``."""
+        self.opt.zero_grad(set_to_none=False)
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        total = torch.zeros((), dtype=torch.float64)
+        for b in batches:
+            loss = batch_loss(self.model, b, self.w, create_graph=True) / n_cfg
+            loss.backward()
+            total += loss.detach().double()
+        if self.ctx.world > 1:
+            flat = self.ctx.all_reduce(torch.cat([total.reshape(1)] + [p.grad.double().reshape(-1) for p in self.params]))
+            total = flat[0]
+            off = 1
+            for p in self.params:
+                p.grad.copy_(flat[off:off + p.numel()].reshape(p.shape))
+                off += p.numel()
+        return total
+
     def closure(self) -> torch.Tensor:
         """Full training loss (sum over ranks, / N_cfg) with gradients in ``p.grad``.
 
@@ -101,23 +122,7 @@ class Trainer:
             for p, g in zip(self.params, self._cache[2]):
                 p.grad = g.clone()
             return self._cache[1].clone()
-        self.opt.zero_grad(set_to_none=False)
-        for p in self.params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        total = torch.zeros((), dtype=torch.float64)
-        for b in self.train:
-            loss = batch_loss(self.model, b, self.w, create_graph=True) / self.n_train
-            loss.backward()
-            total += loss.detach().double()
-        if self.ctx.world > 1:
-            flat = self.ctx.all_reduce(torch.cat([total.reshape(1)] + [p.grad.double().reshape(-1) for p in self.params]))
-            total = flat[0]
-            off = 1
-            for p in self.params:
-                p.grad.copy_(flat[off:off + p.numel()].reshape(p.shape))
-                off += p.numel()
-        loss_t = total.to(self.params[0].dtype)
+        loss_t = self._loss_and_grad(self.train, self.n_train).to(self.params[0].dtype)
         self._cache = (x, loss_t.clone(), [p.grad.detach().clone() for p in self.params])
         return loss_t
 
@@ -159,22 +164,7 @@ class Trainer:
         """One Adam step on the next group of batches; returns its mean loss per configuration."""
         group = self._group(self.state.step)
         n_cfg = sum(b.n_configs for b in group)
-        self.opt.zero_grad(set_to_none=False)
-        for p in self.params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        total = torch.zeros((), dtype=torch.float64)
-        for b in group[self.ctx.rank::self.ctx.world]:
-            loss = batch_loss(self.model, b, self.w, create_graph=True) / n_cfg
-            loss.backward()
-            total += loss.detach().double()
-        if self.ctx.world > 1:
-            flat = self.ctx.all_reduce(torch.cat([total.reshape(1)] + [p.grad.double().reshape(-1) for p in self.params]))
-            total = flat[0]
-            off = 1
-            for p in self.params:
-                p.grad.copy_(flat[off:off + p.numel()].reshape(p.shape))
-                off += p.numel()
+        total = self._loss_and_grad(group[self.ctx.rank::self.ctx.world], n_cfg)
         for grp in self.opt.param_groups:
             grp["lr"] = self._lr(self.state.step)
         self.opt.step()
