@@ -281,20 +281,41 @@ class SUS2Potential(torch.nn.Module):
         mono = pw[:, 0, :].index_select(1, e[:, 0]) * pw[:, 1, :].index_select(1, e[:, 1]) * pw[:, 2, :].index_select(1, e[:, 2])
         return mono
 
-    def _contract(self, mom: Tensor) -> Tensor:
-        """All moment slots (N, n_mom) from the basic ones, one gather-multiply-scatter per level."""
-        n = mom.shape[0]
+    def _contract_rows(self, mom: Tensor) -> Tensor:
+        """All moment slots (n_mom, N) from the basic ones (n_basic, N), moments as rows (N
+        contiguous): one gather-multiply-scatter per level of the contraction graph."""
+        n = mom.shape[1]
         e0 = 0
         for n_entries, n_slots in zip(self.level_entry_counts, self.level_slot_counts):
             i0 = self.t_i0[e0:e0 + n_entries]
             i1 = self.t_i1[e0:e0 + n_entries]
-            prod = mom.index_select(1, i0) * mom.index_select(1, i1) * self.t_m[e0:e0 + n_entries].to(mom.dtype)
-            out = torch.zeros((n, n_slots), dtype=mom.dtype, device=mom.device).index_add(1, self.t_out[e0:e0 + n_entries], prod)
-            mom = torch.cat([mom, out], dim=1)
+            prod = mom.index_select(0, i0) * mom.index_select(0, i1) * self.t_m[e0:e0 + n_entries].to(mom.dtype).unsqueeze(1)
+            out = torch.zeros((n_slots, n), dtype=mom.dtype, device=mom.device).index_add(0, self.t_out[e0:e0 + n_entries], prod)
+            mom = torch.cat([mom, out], dim=0)
             e0 += n_entries
         if self.n_unused_slots > 0:
-            mom = torch.cat([mom, torch.zeros((n, self.n_unused_slots), dtype=mom.dtype, device=mom.device)], dim=1)
+            mom = torch.cat([mom, torch.zeros((self.n_unused_slots, n), dtype=mom.dtype, device=mom.device)], dim=0)
         return mom
+
+    def _reverse_rows(self, mom: Tensor, G: Tensor) -> Tensor:
+        """Reverse pass through the contraction graph, moments as rows: from G = dE/dMom seeded
+        on the scalar moments, level by level G[i0] += G[o] m Mom[i1], G[i1] += G[o] m Mom[i0];
+        rows 0..n_basic-1 of the result are dE/d(basic moments)."""
+        slot_end = int(self.basic_flat.shape[0]) + sum(self.level_slot_counts)
+        e_end = self.t_i0.shape[0]
+        for lv in range(len(self.level_entry_counts) - 1, -1, -1):
+            slot_end -= self.level_slot_counts[lv]
+            e_start = e_end - self.level_entry_counts[lv]
+            i0 = self.t_i0[e_start:e_end]
+            i1 = self.t_i1[e_start:e_end]
+            g_out = G.index_select(0, self.t_out[e_start:e_end] + slot_end) * self.t_m[e_start:e_end].to(G.dtype).unsqueeze(1)
+            G = G.index_add(0, i0, g_out * mom.index_select(0, i1)).index_add(0, i1, g_out * mom.index_select(0, i0))
+            e_end = e_start
+        return G
+
+    def _contract(self, mom: Tensor) -> Tensor:
+        """All moment slots (N, n_mom) from the basic ones (N, n_basic)."""
+        return self._contract_rows(mom.t()).t()
 
     @torch.jit.export
     def descriptors(self, species: Tensor, edge_i: Tensor, edge_j: Tensor, edge_vec: Tensor) -> Tensor:
@@ -346,25 +367,16 @@ class SUS2Potential(torch.nn.Module):
         mono3 = mono.reshape(n, max_nb, self.n_mono)
         full = torch.bmm(rad3.transpose(1, 2), mono3)
         basic = full.reshape(n, self.n_mu * self.n_mono).index_select(1, self.basic_flat)
-        mom = self._contract(basic)
+        mom = self._contract_rows(basic.t())  # (n_mom, N)
         c = self.species_coeffs.index_select(0, species)
-        e_site = self.shift.index_select(0, species) + c + c * (mom.index_select(1, self.mapping) @ self.moment_coeffs)
+        # (N, n_scal) row-major as in ``forward``: the same matrix-vector kernel, so float32 site
+        # energies are bitwise those of the autograd path
+        e_site = self.shift.index_select(0, species) + c + c * (mom.index_select(0, self.mapping).t().contiguous() @ self.moment_coeffs)
         # reverse pass: G = dE_i/dMom_i
-        G = torch.zeros_like(mom).index_add(1, self.mapping, c.unsqueeze(1) * self.moment_coeffs.unsqueeze(0))
+        G = self._reverse_rows(mom, torch.zeros_like(mom).index_add(0, self.mapping, self.moment_coeffs.unsqueeze(1) * c.unsqueeze(0)))
         n_basic = basic.shape[1]
-        slot_end = n_basic + sum(self.level_slot_counts)
-        e_end = self.t_i0.shape[0]
-        for lv in range(len(self.level_entry_counts) - 1, -1, -1):
-            n_entries = self.level_entry_counts[lv]
-            slot_end -= self.level_slot_counts[lv]
-            e_start = e_end - n_entries
-            i0 = self.t_i0[e_start:e_end]
-            i1 = self.t_i1[e_start:e_end]
-            g_out = G.index_select(1, self.t_out[e_start:e_end] + slot_end) * self.t_m[e_start:e_end].to(G.dtype)
-            G = G.index_add(1, i0, g_out * mom.index_select(1, i1)).index_add(1, i1, g_out * mom.index_select(1, i0))
-            e_end = e_start
         g_full = torch.zeros((n, self.n_mu * self.n_mono), dtype=G.dtype, device=G.device).index_add(
-            1, self.basic_flat, G[:, :n_basic]
+            1, self.basic_flat, G[:n_basic].t()
         ).reshape(n, self.n_mu, self.n_mono)
         g_rad = torch.bmm(mono3, g_full.transpose(1, 2)).reshape(n * max_nb, self.n_mu)  # dE/dR_mu per edge
         # dE/du per edge through the monomial derivative matrix (one small matmul, no loops)
@@ -444,33 +456,12 @@ class SUS2Potential(torch.nn.Module):
         mono = torch.stack(mono_l, 1)  # (N, n_mono, J)
         full = torch.bmm(rad, mono.transpose(1, 2))  # (N, n_mu, n_mono) sum over neighbours
         basic = torch.mm(self.basic_sel.to(dt), full.reshape(n, self.n_mu * self.n_mono).t())  # (n_basic, N)
-        # contraction graph, moments as rows
-        mom = basic
-        e0 = 0
-        for n_entries, n_slots in zip(self.level_entry_counts, self.level_slot_counts):
-            i0 = self.t_i0[e0:e0 + n_entries]
-            i1 = self.t_i1[e0:e0 + n_entries]
-            prod = mom.index_select(0, i0) * mom.index_select(0, i1) * self.t_m[e0:e0 + n_entries].to(dt).unsqueeze(1)
-            out = torch.zeros((n_slots, n), dtype=dt, device=vec.device).index_add(0, self.t_out[e0:e0 + n_entries], prod)
-            mom = torch.cat([mom, out], dim=0)
-            e0 += n_entries
-        if self.n_unused_slots > 0:
-            mom = torch.cat([mom, torch.zeros((self.n_unused_slots, n), dtype=dt, device=vec.device)], dim=0)
+        mom = self._contract_rows(basic)
         c = self.species_coeffs.index_select(0, species)
         e_site = self.shift.index_select(0, species) + c + c * (self.moment_coeffs.unsqueeze(0) @ mom.index_select(0, self.mapping)).squeeze(0)
         # reverse pass, G = dE_i/dMom_i as rows
-        G = torch.zeros_like(mom).index_add(0, self.mapping, self.moment_coeffs.unsqueeze(1) * c.unsqueeze(0))
+        G = self._reverse_rows(mom, torch.zeros_like(mom).index_add(0, self.mapping, self.moment_coeffs.unsqueeze(1) * c.unsqueeze(0)))
         n_basic = basic.shape[0]
-        slot_end = n_basic + sum(self.level_slot_counts)
-        e_end = self.t_i0.shape[0]
-        for lv in range(len(self.level_entry_counts) - 1, -1, -1):
-            slot_end -= self.level_slot_counts[lv]
-            e_start = e_end - self.level_entry_counts[lv]
-            i0 = self.t_i0[e_start:e_end]
-            i1 = self.t_i1[e_start:e_end]
-            g_out = G.index_select(0, self.t_out[e_start:e_end] + slot_end) * self.t_m[e_start:e_end].to(dt).unsqueeze(1)
-            G = G.index_add(0, i0, g_out * mom.index_select(0, i1)).index_add(0, i1, g_out * mom.index_select(0, i0))
-            e_end = e_start
         g_basic = torch.cat([G[:n_basic], torch.zeros((1, n), dtype=dt, device=vec.device)], dim=0)
         g_t = g_basic.index_select(0, self.basic_inv_t).t().contiguous().reshape(n, self.n_mono, self.n_mu)
         de_dmono = torch.bmm(g_t, rad)  # (N, n_mono, J)

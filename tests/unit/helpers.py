@@ -52,3 +52,16 @@ def cluster(n: int = 6, seed: int = 0) -> Atoms:
     a = Atoms("Cu" * n, positions=pos, pbc=False)
     a.arrays["mtp_type"] = rng.integers(0, 2, size=n).astype(np.int64)
     return a
+
+
+def jiggled_frames(atoms: Atoms, steps: int = 12, scale_nm: float = 0.004, seed: int = 0):
+    """(positions, box) tensors in nm for ``steps`` cumulative random displacements of ``atoms``
+    (0.04 Å per step by default: enough for Verlet-list rebuilds)."""
+    import torch
+
+    box = torch.tensor(atoms.cell.array / 10.0)
+    rng = np.random.default_rng(seed)
+    pos = atoms.positions / 10.0
+    for _ in range(steps):
+        pos = pos + rng.normal(scale=scale_nm, size=pos.shape)
+        yield torch.tensor(pos), box

@@ -219,8 +219,7 @@ def test_cli_compile(tmp_path, shared):
 
 def test_verlet_skin_gives_exact_forces_along_a_trajectory():
     """The cached list (r_c + skin) must give the same energy/forces as a fresh list every call."""
-    import numpy as np
-    from tests.unit.helpers import random_model, small_cell
+    from tests.unit.helpers import jiggled_frames, random_model, small_cell
 
     model = random_model()
     atoms = small_cell(seed=3, n_rep=(2, 2, 2))
@@ -229,12 +228,7 @@ def test_verlet_skin_gives_exact_forces_along_a_trajectory():
     species = torch.tensor(atoms.arrays["mtp_type"])
     with_skin.set_species(species)
     no_skin.set_species(species)
-    box = torch.tensor(atoms.cell.array / 10.0)
-    rng = np.random.default_rng(0)
-    pos = atoms.positions / 10.0
-    for step in range(12):
-        pos = pos + rng.normal(scale=0.004, size=pos.shape)  # 0.04 Å per step: rebuilds happen
-        p = torch.tensor(pos)
+    for p, box in jiggled_frames(atoms):  # rebuilds happen
         e1, f1 = with_skin(p, box)
         e2, f2 = no_skin(p, box)
         assert torch.allclose(e1, e2, rtol=0, atol=1e-9) and torch.allclose(f1, f2, rtol=0, atol=1e-8)

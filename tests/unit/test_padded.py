@@ -6,7 +6,7 @@ import torch
 from sus2md.export import OpenMMAdapter, PaddedAdapter
 from sus2md.nn.neighbors import edge_vectors, neighbor_list
 
-from .helpers import cluster, random_model, small_cell
+from .helpers import cluster, jiggled_frames, random_model, small_cell
 
 
 @pytest.fixture(scope="module", params=[(2, 2, "K"), (3, 2, "LK"), (2, 3, "L")], ids=["l2k2-K", "l3k2-LK", "l2k3-L"])
@@ -62,12 +62,7 @@ def test_padded_adapter_matches_scripted_adapter_along_a_trajectory():
     padded.set_species(species)
     ref = torch.jit.script(OpenMMAdapter(model, skin_A=0.0))
     ref.set_species(species)
-    box = torch.tensor(atoms.cell.array / 10.0)
-    rng = np.random.default_rng(0)
-    pos = atoms.positions / 10.0
-    for _ in range(12):
-        pos = pos + rng.normal(scale=0.004, size=pos.shape)  # 0.04 Å per step: rebuilds happen
-        p = torch.tensor(pos)
+    for p, box in jiggled_frames(atoms):  # rebuilds happen
         e1, f1 = padded(p, box)
         e2, f2 = ref(p, box)
         assert e1.dtype == torch.float64 and f1.dtype == p.dtype and f1.shape == p.shape
