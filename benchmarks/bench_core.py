@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from sus2md.io.data import load_frames, species_index
+from sus2md.io.data import species_index
 from sus2md.io.structures import read_structure
-from sus2md.model import evaluate_frames, load_model
+from sus2md.model import load_model
 from sus2md.nn.calc import evaluate, graph_from_atoms
 
 

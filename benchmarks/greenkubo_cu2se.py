@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -44,7 +43,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from physics_cu2se import A_AUTHORS, MODEL, ROOT, prepare_output, structure_spec  # noqa: E402
+from physics_cu2se import A_AUTHORS, MODEL, ROOT, prepare_output, structure_spec, write_result  # noqa: E402
 
 #: the authors' temperature (their GK readme), timestep (fs) and heat-flux sampling (steps)
 T_AUTHORS, DT_AUTHORS_FS, NEVERY_AUTHORS = 600.0, 1.0, 10
@@ -200,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     agg = groups[0] if len(groups) == 1 else None
     total = time.perf_counter() - t0
     window = per_seed[0]["plateau_window_ps"]
-    lines = [f"| seed | <T> NVE (K) | a (Å) | kappa (W/m/K) | samples | E_tot drift (meV/atom) | heat_flux.csv ok |",
+    lines = ["| seed | <T> NVE (K) | a (Å) | kappa (W/m/K) | samples | E_tot drift (meV/atom) | heat_flux.csv ok |",
              "|---|---|---|---|---|---|---|"]
     for r in per_seed:
         lines.append(f"| {r['seed']} | {r['T_mean_K']:.1f} | {r['a_A']:.3f} | {r['kappa_W_mK']:.3f} | {r['n_samples']} "
@@ -234,13 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                         "rule": "trapezoid running integral of <J(0).J(t)> to 10% of the production; "
                                 "kappa = mean of kappa(t) over the second half of that range"},
         "literature": LITERATURE, "analysis_dir": str(analysis), "protocol": str(proto),
-        "wall_s": {**walls, "analysis": t_analysis, "total": total}, "loadavg_start": load0,
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "table_markdown": text,
+        "wall_s": {**walls, "analysis": t_analysis, "total": total},
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {json_path}")
+    write_result(json_path, result, load0, text)
     return 0
 
 

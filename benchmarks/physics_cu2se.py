@@ -190,6 +190,17 @@ def prepare_output(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
     return out, json_path
 
 
+def write_result(json_path: Path, result: dict, load0: tuple, text: str) -> None:
+    """Add the run's provenance (load average at start, cores, machine, command, Markdown table)
+    to ``result`` and write it as JSON."""
+    result.update({"loadavg_start": load0, "cpu_count": os.cpu_count(),
+                   "machine": platform.processor() or platform.machine(),
+                   "command": " ".join([Path(sys.executable).name, *sys.argv]), "table_markdown": text})
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {json_path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cell", choices=("reduced", "authors"), default="reduced")
@@ -246,13 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         "lengths_ps": {"npt300": args.ps_npt, "nvt_equil": args.ps_equil, "nvt_prod": args.ps_prod},
         "nvt_density": f"a = {A_AUTHORS} Å (the authors' cell)", "thermostat": "NPT/NVT equilibration Langevin 1/ps; NVT production Nose-Hoover 1/ps",
         "rows": rows, "a_300K_A": a300, "arrhenius": arr, "analysis_dir": str(out / "analysis"),
-        "wall_s": {**walls, "analysis": t_analysis, "total": total}, "loadavg_start": load0,
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "table_markdown": text,
+        "wall_s": {**walls, "analysis": t_analysis, "total": total},
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {json_path}")
+    write_result(json_path, result, load0, text)
     return 0
 
 

@@ -30,9 +30,7 @@ Writes runs/physics_emt_alloy/ and benchmarks/results/physics_emt_alloy.json; pr
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -40,6 +38,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from physics_cu2se import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STRUCTURE = ROOT / "examples" / "data" / "alloy_fcc_256.extxyz"
@@ -240,12 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         "rdf": f"total g(r), all pairs, 0.05 Å bins, r_max {r_max:.2f} Å, RMSE over {RMSE_RANGE_A} Å",
         "rows": rows, "r_A": r.tolist(), "g": {"sus2_npt": g_s.tolist(), "emt_npt": g_n.tolist(), "emt_nvt": g_v.tolist()},
         "sus2_thermo": summary["thermo"], "wall_s": {"sus2": wall_s, "emt_npt": wall_n, "emt_nvt": wall_v, "total": total},
-        "loadavg_start": load0, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "table_markdown": text,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {json_path}")
+    write_result(json_path, result, load0, text)
     return 0
 
 
