@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from ase.build import bulk
 
-from sus2md.grade import ActiveSet, basis_vectors
+from sus2md.active.grade import ActiveSet, basis_vectors
 from sus2md.io.data import load_frames, species_index
 from sus2md.model import load_model
 

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                           extra=lambda ap: ap.add_argument("--data", type=Path, help="labelled extxyz or .cfg file"))
     from ase.calculators.emt import EMT
 
-    from sus2md.calculator import SUS2Calculator
+    from sus2md.interop.ase import SUS2Calculator
     from sus2md.io.data import load_frames
     from sus2md.model import error_metrics, evaluate_frames, load_model
     from sus2md.units import EV_PER_A3_TO_GPA

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     import openmm
     from openmm import app, unit
 
-    from sus2md.calculator import SUS2Calculator
+    from sus2md.interop.ase import SUS2Calculator
     from sus2md.engine.force import to_openmm_force
     from sus2md.engine.system import build_system
     from sus2md.export import compile_for_openmm, load_compiled

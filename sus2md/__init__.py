@@ -18,7 +18,7 @@ _EXPORTS = {
     "write_mtp": "sus2md.io.mtp",
     "load_model": "sus2md.model",
     "evaluate_frames": "sus2md.model",
-    "SUS2Calculator": "sus2md.calculator",
+    "SUS2Calculator": "sus2md.interop.ase",
     "compile_for_openmm": "sus2md.export",
     "load_compiled": "sus2md.export",
     "to_openmm_force": "sus2md.engine.force",

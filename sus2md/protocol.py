@@ -68,7 +68,7 @@ class OutputSpec(_Frozen):
 
 
 class ExtrapolationSpec(_Frozen):
-    """Extrapolation grade during dynamical stages (:class:`sus2md.grade.GradeMonitor`).
+    """Extrapolation grade during dynamical stages (:class:`sus2md.active.grade.GradeMonitor`).
 
     The active set comes from ``active_set`` (an ``.npz`` written by ``sus2md grade --active-set``)
     or is built at the start of the run from ``training_data`` (``.cfg``/extxyz; ``species``

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def make():
-    from sus2md.calculator import SUS2Calculator
+    from sus2md.interop.ase import SUS2Calculator
 
     model = os.environ.get("SUS2MD_PEER_MODEL", str(ROOT / "models" / "emt_alloy.mtp"))
     return SUS2Calculator(model, dtype=os.environ.get("SUS2MD_DTYPE", "float64"))

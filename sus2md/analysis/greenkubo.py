@@ -7,7 +7,7 @@ Convention (what heat_flux.csv holds, eV*Å/ps): the *total* heat current, not d
 with e_i the per-atom energy (eV), v_i the velocity (Å/ps), W_i the per-atom (centroid) virial
 tensor (eV, the PlusStress sign; sums to the total virial W) and S_i = -W_i the per-atom
 "stress times volume" of LAMMPS' ``compute heat/flux`` (which uses ``- S_i v_i``).
-:mod:`sus2md.heatflux` computes J this way; its sign is pinned by an energy-continuity test.
+:mod:`sus2md.engine.heatflux` computes J this way; its sign is pinned by an energy-continuity test.
 Only <J(0).J(t)> enters kappa.  Then, for an isotropic system::
 
     kappa = 1 / (3 V kB T^2) * integral_0^inf <J(0) . J(t)> dt

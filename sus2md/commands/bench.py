@@ -52,7 +52,7 @@ def bench(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the report as Markdown tables."),
 ) -> None:
     """Atom-steps/s of energy+forces and of OpenMM MD vs size, precision, backend, threads, device."""
-    from sus2md import bench as lib
+    from sus2md.bench import throughput as lib
     from sus2md.io.structures import read_structure
     from sus2md.model import load_model
 

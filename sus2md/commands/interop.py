@@ -25,7 +25,7 @@ def export_lammps(
     """Write a LAMMPS input directory (pair_style sus2mtp) for MODEL and STRUCTURE."""
     from sus2md.io.mtp import read_mtp
     from sus2md.io.structures import read_structure
-    from sus2md.lammps import MDSettings, export_lammps as _export
+    from sus2md.interop.lammps import MDSettings, export_lammps as _export
 
     names = [s.strip() for s in species.split(",") if s.strip()] if species else None
     atoms = read_structure(structure, species=names or read_mtp(model).species_names)

@@ -31,7 +31,7 @@ def select(
     """Choose the CANDIDATES to label next (MTP select-add): most extrapolative first, greedy MaxVol."""
     import numpy as np
 
-    from sus2md.grade import ActiveSet, frame_max_gamma, select_configurations
+    from sus2md.active.grade import ActiveSet, frame_max_gamma, select_configurations
     from sus2md.io.cfg import write_cfg
     from sus2md.io.data import load_frames
 
@@ -62,7 +62,7 @@ def grade_cmd(
     """Max extrapolation grade of every configuration of DATA (<= 1 interpolation, > 1 extrapolation)."""
     import numpy as np
 
-    from sus2md.grade import ActiveSet, frame_max_gamma
+    from sus2md.active.grade import ActiveSet, frame_max_gamma
     from sus2md.io.data import load_frames
 
     pot = _load(model, species)

@@ -18,7 +18,8 @@ from typing import Any, Iterator
 
 import yaml
 
-from sus2md.engine import reporters as rep
+from sus2md.engine.outputs import atomic_write, read_checkpoint
+from sus2md.engine.state import HeatFluxFunction
 from sus2md.errors import ConfigError, UsageError
 from sus2md.engine.stages import Grading, StageRunner, load_eager_model
 from sus2md.protocol import NPTStage, Protocol, validate_protocol
@@ -86,7 +87,7 @@ def effective_protocol(protocol: Protocol, *, replica: int | None = None, platfo
 
 def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = False, replica: int | None = None,
                  platform: str | None = None, max_steps: int | None = None, progress: bool = True,
-                 heat_flux: rep.HeatFluxFunction | None = None,
+                 heat_flux: HeatFluxFunction | None = None,
                  command_line: list[str] | None = None) -> RunResult:
     """Run ``protocol`` into ``out_dir`` (see the run-directory contract in ``sus2md.analysis.rundir``).
 
@@ -99,7 +100,7 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = Fals
         max_steps: cap every dynamical stage at this many steps (smoke runs).
         progress: show a tqdm bar on stderr (only when stderr is a terminal).
         heat_flux: J(positions nm, velocities nm/ps, box nm) -> (3,) eV·Å/ps for NVE stages with
-            ``heat_flux_interval_steps``; default: :func:`sus2md.heatflux.heat_current_from_state`.
+            ``heat_flux_interval_steps``; default: :func:`sus2md.engine.heatflux.heat_current_from_state`.
         command_line: recorded in provenance (default ``sys.argv``).
 
     Returns:
@@ -124,7 +125,7 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = Fals
         _clear_outputs(run_dir)
         if proto.extrapolation is not None:
             (run_dir / proto.extrapolation.dump_cfg).unlink(missing_ok=True)
-        rep.atomic_write(run_dir / "protocol.yaml", yaml.safe_dump(_plain(proto.resolved_dict()), sort_keys=False).encode())
+        atomic_write(run_dir / "protocol.yaml", yaml.safe_dump(_plain(proto.resolved_dict()), sort_keys=False).encode())
     runner = StageRunner(proto, run_dir, atoms, module=module, progress=progress, heat_flux=heat_flux, replica=replica,
                          max_steps=max_steps, command_line=command_line if command_line is not None else sys.argv,
                          grading=grading)
@@ -187,7 +188,7 @@ def _grading_setup(proto: Protocol, atoms: Any) -> Grading | None:
     ex = proto.extrapolation
     if ex is None:
         return None
-    from sus2md.grade import ActiveSet
+    from sus2md.active.grade import ActiveSet
     from sus2md.io.data import load_frames, species_index
 
     if Path(proto.model.path).suffix == ".pt":
@@ -235,7 +236,7 @@ def _prepare_run_dir(run_dir: Path, proto: Protocol, resume: bool) -> tuple[str,
     _check_same_protocol(run_dir / "protocol.yaml", proto)
     if book.get("completed"):
         return "done", None
-    ck = rep.read_checkpoint(run_dir)
+    ck = read_checkpoint(run_dir)
     if ck is None:
         log.warning("%s has no checkpoint yet: starting the run from the beginning", run_dir)
         return "fresh", None

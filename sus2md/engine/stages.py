@@ -5,7 +5,7 @@ over positions, velocities and box from the previous stage.  The loop advances i
 at the next *event* (a thermo row, a frame, a checkpoint, a heat-flux sample, a temperature-ramp
 update, the end of the stage); events sit at multiples of their interval counted from the stage
 start, plus the stage's last step, so an interrupted and resumed run stops at the same steps as an
-uninterrupted one.  Every event checks the state first (:func:`reporters.blowup_problem`): a bad
+uninterrupted one.  Every event checks the state first (:func:`sus2md.engine.state.blowup_problem`): a bad
 state is never written, and the last good one is committed to ``checkpoint.chk``.
 
 Extrapolation grade (protocol section ``extrapolation``): the active set is loaded (or built from
@@ -30,7 +30,11 @@ from pathlib import Path
 from typing import Any
 
 
-from sus2md.engine import reporters as rep
+from sus2md.engine.outputs import (FRAMES_COLUMNS, HEAT_FLUX_COLUMNS, THERMO_COLUMNS, CsvLog, TrajectoryWriter, atomic_write,
+                                   checkpoint_bytes, truncate_csv, truncate_trajectory, write_checkpoint)
+from sus2md.engine.provenance import Provenance
+from sus2md.engine.state import (HeatFluxFunction, Snapshot, blowup_problem, take_snapshot, thermo_values,
+                                 virial_pressure_bar)
 from sus2md.errors import SimulationError
 from sus2md.protocol import NPTStage, Protocol
 
@@ -79,7 +83,7 @@ class StageRunner:
     """Runs the stages of one (effective) protocol into ``run_dir``; see :func:`run_protocol`."""
 
     def __init__(self, proto: Protocol, run_dir: Path, atoms: Any, *, progress: bool,
-                 heat_flux: rep.HeatFluxFunction | None, replica: int | None, max_steps: int | None,
+                 heat_flux: HeatFluxFunction | None, replica: int | None, max_steps: int | None,
                  command_line: list[str], grading: Grading | None = None, module: Any = None) -> None:
         self.proto, self.run_dir, self.atoms = proto, run_dir, atoms
         self.stages = list(proto.stages)
@@ -94,7 +98,7 @@ class StageRunner:
         self.last_good: tuple[bytes, dict[str, Any]] | None = None
         self.heat_flux = heat_flux
         seeds = {"protocol": proto.seed, "stages": {s.name: _stage_seeds(proto.seed, i, s) for i, s in enumerate(self.stages)}}
-        self.prov = rep.Provenance(run_dir, proto, atoms, replica=replica, max_steps=max_steps,
+        self.prov = Provenance(run_dir, proto, atoms, replica=replica, max_steps=max_steps,
                                    command_line=command_line, seeds=seeds)
         self._progress_enabled = progress and sys.stderr.isatty()
         self._module: Any = module
@@ -102,7 +106,7 @@ class StageRunner:
         self._rate_mark = (0.0, 0)
         self.monitor: Any = None
         if grading is not None:
-            from sus2md.grade import GradeMonitor
+            from sus2md.active.grade import GradeMonitor
 
             ex = proto.extrapolation
             self._eager_model, self._species_index = grading.model, grading.species_index
@@ -201,22 +205,22 @@ class StageRunner:
         fmt = self.proto.output.trajectory_format
         d = self.run_dir
         self._writers = {
-            "trajectory": rep.TrajectoryWriter(d / f"trajectory.{fmt}", topology, fmt, append=append),
-            "frames": rep.CsvLog(d / "frames.csv", rep.FRAMES_COLUMNS, append=append),
-            "thermo": rep.CsvLog(d / "thermo.csv", rep.THERMO_COLUMNS, append=append),
+            "trajectory": TrajectoryWriter(d / f"trajectory.{fmt}", topology, fmt, append=append),
+            "frames": CsvLog(d / "frames.csv", FRAMES_COLUMNS, append=append),
+            "thermo": CsvLog(d / "thermo.csv", THERMO_COLUMNS, append=append),
         }
         if any(getattr(s, "heat_flux_interval_steps", None) for s in self.stages):
-            self._writers["heat_flux"] = rep.CsvLog(d / "heat_flux.csv", rep.HEAT_FLUX_COLUMNS, append=append)
+            self._writers["heat_flux"] = CsvLog(d / "heat_flux.csv", HEAT_FLUX_COLUMNS, append=append)
 
     def _truncate_outputs(self, book: dict[str, Any]) -> None:
         """Cut every data file back to what checkpoint ``book`` counted (resume)."""
         fmt = self.proto.output.trajectory_format
         d = self.run_dir
-        rep.truncate_trajectory(d / f"trajectory.{fmt}", fmt, book["frames"], self.n_atoms, bool(self.atoms.pbc.all()))
-        rep.truncate_csv(d / "frames.csv", book["frames"])
-        rep.truncate_csv(d / "thermo.csv", book["thermo_rows"])
+        truncate_trajectory(d / f"trajectory.{fmt}", fmt, book["frames"], self.n_atoms, bool(self.atoms.pbc.all()))
+        truncate_csv(d / "frames.csv", book["frames"])
+        truncate_csv(d / "thermo.csv", book["thermo_rows"])
         if (d / "heat_flux.csv").exists() or book["heat_flux_rows"]:
-            rep.truncate_csv(d / "heat_flux.csv", book["heat_flux_rows"])
+            truncate_csv(d / "heat_flux.csv", book["heat_flux_rows"])
         for p in d.glob("final.*"):
             p.unlink()
 
@@ -305,7 +309,7 @@ class StageRunner:
             t0 = self._target(i, 0) or stage.temperature_K
             ctx.setVelocitiesToTemperature(t0 * unit.kelvin, _seed(self.proto.seed, i, 1))
         if not resumed:
-            self.last_good = (rep.checkpoint_bytes(ctx), self._book(i, 0, complete=n == 0))
+            self.last_good = (checkpoint_bytes(ctx), self._book(i, 0, complete=n == 0))
         self._pbar.set_description(stage.name)
         self._rate_mark = (time.perf_counter(), self.step_offset[i] + step)
         ramp = getattr(stage, "temperature_ramp_K", None) is not None
@@ -381,7 +385,7 @@ class StageRunner:
             now, (t_mark, g_mark) = time.perf_counter(), self._rate_mark
             rate = self.n_atoms * (gstep - g_mark) / (now - t_mark) if now > t_mark and gstep > g_mark else None
             self._rate_mark = (now, gstep)
-            vals = rep.thermo_values(snap, self.dof, self.total_mass, self._pressure(snap))
+            vals = thermo_values(snap, self.dof, self.total_mass, self._pressure(snap))
             self._writers["thermo"].write([gstep, t_ps, i, stage.name, *vals.values(), rate, gamma])
             self.counts["thermo_rows"] += 1
             if rate:
@@ -397,16 +401,16 @@ class StageRunner:
         if chk:
             self._event_checkpoint(i, sim, step, complete=last)
         else:
-            self.last_good = (rep.checkpoint_bytes(sim.context), self._book(i, step, complete=False))
+            self.last_good = (checkpoint_bytes(sim.context), self._book(i, step, complete=False))
 
-    def _checked_snapshot(self, i: int, sim: Any, step: int) -> rep.Snapshot:
-        snap = rep.take_snapshot(sim.context, self.periodic)
-        problem = rep.blowup_problem(snap, self.dof, self._target(i, step))
+    def _checked_snapshot(self, i: int, sim: Any, step: int) -> Snapshot:
+        snap = take_snapshot(sim.context, self.periodic)
+        problem = blowup_problem(snap, self.dof, self._target(i, step))
         if problem is not None:
             self._blowup(i, step, problem)
         return snap
 
-    def _grade(self, i: int, step: int, snap: rep.Snapshot) -> float:
+    def _grade(self, i: int, step: int, snap: Snapshot) -> float:
         """Max extrapolation grade of ``snap``; above break_gamma: the last good state is kept and
         SimulationError names the stage, step, gamma and atom."""
         import numpy as np
@@ -437,16 +441,16 @@ class StageRunner:
         for w in self._writers.values():
             w.sync()
         book = self._book(i, step, complete)
-        data = rep.checkpoint_bytes(sim.context)
-        rep.write_checkpoint(self.run_dir, data, book)
+        data = checkpoint_bytes(sim.context)
+        write_checkpoint(self.run_dir, data, book)
         self.last_good = (data, book)
 
-    def _pressure(self, snap: rep.Snapshot) -> float | None:
+    def _pressure(self, snap: Snapshot) -> float | None:
         """Virial pressure (bar) of a periodic system, from the eager model."""
         if snap.box_nm is None:
             return None
         model, index = self._eager()
-        return rep.virial_pressure_bar(model, index, snap)
+        return virial_pressure_bar(model, index, snap)
 
     def _eager(self) -> tuple[Any, Any]:
         """The run's model as an eager (or scripted) SUS2Potential and each atom's species index."""
@@ -458,7 +462,7 @@ class StageRunner:
             self._species_index = species_index(self.atoms, names, source="structure")
         return self._eager_model, self._species_index
 
-    def _heat_flux(self) -> rep.HeatFluxFunction:
+    def _heat_flux(self) -> HeatFluxFunction:
         if self.heat_flux is None:
             self.heat_flux = _default_heat_flux(self.proto, self.atoms, self._eager()[0])
         return self.heat_flux
@@ -482,7 +486,7 @@ class StageRunner:
         if self.last_good is None:
             return "no good state to keep"
         data, book = self.last_good
-        rep.write_checkpoint(self.run_dir, data, book)
+        write_checkpoint(self.run_dir, data, book)
         where = (f"step {book['step_in_stage']}" if book["stage_index"] == i
                  else f"end of stage '{book['stage']}'")
         return f"last good state kept in checkpoint.chk ({where})"
@@ -504,10 +508,10 @@ class StageRunner:
             atoms.set_cell(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) * NM_TO_ANGSTROM)
             atoms.wrap()
         _write_final(self.run_dir, atoms, self.proto.output.final_structure_formats)
-        rep.atomic_write(self.run_dir / "final_state.xml", openmm.XmlSerializer.serialize(state).encode())
+        atomic_write(self.run_dir / "final_state.xml", openmm.XmlSerializer.serialize(state).encode())
         if self.last_good is not None:
             data, book = self.last_good
-            rep.write_checkpoint(self.run_dir, data, {**book, "completed": True})
+            write_checkpoint(self.run_dir, data, {**book, "completed": True})
 
 
 _FINAL_FORMATS = {"extxyz": ("extxyz", "extxyz"), "cif": ("cif", "cif"), "pdb": ("pdb", "proteindatabank"),
@@ -538,10 +542,10 @@ def load_eager_model(proto: Protocol) -> Any:
     return load_model(path, species=proto.model.species, dtype=proto.dtype)
 
 
-def _default_heat_flux(proto: Protocol, atoms: Any, model: Any) -> rep.HeatFluxFunction:
-    """J from :func:`sus2md.heatflux.heat_current_from_state` with the run's eager model."""
+def _default_heat_flux(proto: Protocol, atoms: Any, model: Any) -> HeatFluxFunction:
+    """J from :func:`sus2md.engine.heatflux.heat_current_from_state` with the run's eager model."""
     from functools import partial
 
-    from sus2md.heatflux import heat_current_from_state
+    from sus2md.engine.heatflux import heat_current_from_state
 
     return partial(heat_current_from_state, model, atoms.get_chemical_symbols(), masses_amu=atoms.get_masses())

@@ -29,7 +29,7 @@ def setup(tmp_path_factory):
     """Directory with m.mtp, train.extxyz (training configurations) and as.npz (their active set)."""
     import ase.io
 
-    from sus2md.grade import ActiveSet
+    from sus2md.active.grade import ActiveSet
     from sus2md.io.mtp import write_mtp
 
     d = tmp_path_factory.mktemp("grade_run")
@@ -79,7 +79,7 @@ def test_in_domain_run_logs_gamma_below_warn(setup):
     run = d / "run_in"
     with open(run / "thermo.csv") as fh:
         header = fh.readline().strip().split(",")
-    from sus2md.engine.reporters import THERMO_COLUMNS
+    from sus2md.engine.outputs import THERMO_COLUMNS
 
     assert header[: len(THERMO_COLUMNS) - 1] == list(THERMO_COLUMNS[:-1]) and header[-1] == "max_gamma"
     thermo = rows(run / "thermo.csv")
@@ -150,7 +150,7 @@ def test_cli_break_is_a_runtime_error_and_warnings_are_logged(setup, capsys, cap
     stages = [{"type": "nvt", "name": "squeeze", "steps": 15, "temperature_K": 300, **SHORT}]
     ex = {"active_set": "as.npz", "interval_steps": 5, "warn_gamma": 1.5, "break_gamma": 1e6}
     path = write_protocol(d, "warn", squeezed(), stages, ex)
-    with caplog.at_level(logging.WARNING, logger="sus2md.grade"):
+    with caplog.at_level(logging.WARNING, logger="sus2md.active.grade"):
         assert cli(["run", str(path), "--out", str(d / "run_warn"), "--no-progress"]) == 0
     assert "step 5: extrapolation grade" in caplog.text and "above 1.5" in caplog.text
     assert len([r for r in rows(d / "run_warn" / "thermo.csv") if float(r["max_gamma"]) > 1.5]) == 3
@@ -169,7 +169,7 @@ def test_bad_active_set_is_refused_before_the_run_directory_is_made(setup, tmp_p
     d, train = setup
     stages = [{"type": "nvt", "steps": 5, "temperature_K": 300, **DYN}]
     other = random_model(seed=4)
-    from sus2md.grade import ActiveSet
+    from sus2md.active.grade import ActiveSet
 
     ActiveSet.from_frames(other, train[:3]).save(d / "other.npz")
     proto = load_protocol(write_protocol(d, "other", train[0], stages, {"active_set": "other.npz"}))

@@ -13,7 +13,7 @@ import torch  # noqa: F401  (before openmm)
 import openmm  # isort: skip
 from openmm import app, unit  # isort: skip
 
-from sus2md.calculator import SUS2Calculator
+from sus2md.interop.ase import SUS2Calculator
 from sus2md.io.mtp import write_mtp
 from sus2md.units import ANGSTROM_TO_NM, KJ_PER_MOL_TO_EV, EV_PER_A_TO_KJ_PER_MOL_NM
 

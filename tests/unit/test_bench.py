@@ -9,7 +9,7 @@ import sys
 import pytest
 from ase.build import bulk
 
-from sus2md import bench
+from sus2md.bench import throughput as bench
 from sus2md.errors import UsageError
 from sus2md.io.mtp import write_mtp
 from sus2md.train.init_model import init_mtp

@@ -10,7 +10,7 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.spacegroup import crystal
 
-from sus2md.calculator import SUS2Calculator
+from sus2md.interop.ase import SUS2Calculator
 from sus2md.errors import UnknownSpeciesError, UsageError
 from sus2md.io.mtp import write_mtp
 

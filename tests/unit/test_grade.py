@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sus2md.errors import SimulationError, UsageError
-from sus2md.grade import (ActiveSet, GradeMonitor, _maxvol, basis_vectors, frame_max_gamma, grade,
+from sus2md.active.grade import (ActiveSet, GradeMonitor, _maxvol, basis_vectors, frame_max_gamma, grade,
                           model_sha256, select_configurations)
 from sus2md.io.cfg import read_cfg, write_cfg
 from sus2md.io.mtp import write_mtp
@@ -104,7 +104,7 @@ def test_monitor_warns_dumps_and_breaks(model, aset, tmp_path, caplog):
     mon = GradeMonitor(model, aset, warn_threshold=g / 2, break_threshold=2 * g, dump_path=tmp_path / "x.cfg")
     assert mon.check(inside.arrays["mtp_type"], inside.positions, inside.cell.array, inside.pbc, step=1) < g / 2
     assert not (tmp_path / "x.cfg").exists()
-    with caplog.at_level(logging.WARNING, logger="sus2md.grade"):
+    with caplog.at_level(logging.WARNING, logger="sus2md.active.grade"):
         assert mon.check(*args, step=5) == pytest.approx(g)
         mon.check(*args, step=6)
     assert "step 5: extrapolation grade" in caplog.text

@@ -1,9 +1,9 @@
-"""Per-atom centroid virials and the heat current (sus2md.heatflux)."""
+"""Per-atom centroid virials and the heat current (sus2md.engine.heatflux)."""
 import numpy as np
 import pytest
 import torch
 
-from sus2md.heatflux import (
+from sus2md.engine.heatflux import (
     AMU_A2_PER_PS2_TO_EV,
     edge_derivatives,
     heat_current,

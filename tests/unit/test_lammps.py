@@ -8,7 +8,7 @@ from ase import Atoms
 
 from sus2md.errors import UnknownSpeciesError, UsageError
 from sus2md.io.mtp import read_mtp, write_mtp
-from sus2md.lammps import MDSettings, export_lammps
+from sus2md.interop.lammps import MDSettings, export_lammps
 
 from .helpers import cluster, random_model, small_cell
 

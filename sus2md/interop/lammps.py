@@ -205,8 +205,8 @@ to bound device memory. Outputs: `log.lammps` (thermo), `dump.lammpstrj`, `final
 `compute heat/flux` forms J_a = Σ_i e_i v_ia − Σ_i S_i,ab v_ib and expects the centroid per-atom
 stress component xy to be r_x f_y. The authors' `pair_sus2_mtp.cpp` tallies `cvatom[j][xy] -= fx*r[1]`
 (d_x r_y: the transpose of that convention, an issue in the stored source we read). The exact
-many-body current needs W_j[a,b] = −Σ r_a d_b (see `sus2md/heatflux.py`). Compare with
-`sus2md.heatflux.heat_current` on a few frames before trusting LAMMPS Green–Kubo numbers.
+many-body current needs W_j[a,b] = −Σ r_a d_b (see `sus2md/engine/heatflux.py`). Compare with
+`sus2md.engine.heatflux.heat_current` on a few frames before trusting LAMMPS Green–Kubo numbers.
 """
 
 

@@ -30,7 +30,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
-from sus2md.machine import cpu_model
+from sus2md.engine.provenance import cpu_model
 from sus2md.errors import UsageError
 from sus2md.io.data import species_index
 from sus2md.nn.calc import evaluate, graph_from_atoms

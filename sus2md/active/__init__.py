@@ -1,0 +1,2 @@
+"""Active learning: the extrapolation grade (MaxVol active sets) and the selection of configurations
+to label (``grade``)."""
