@@ -128,8 +128,10 @@ class MinimizeStage(_Frozen):
     type: Literal["minimize"]
     name: str | None = None
     tolerance_kJ_mol_nm: Annotated[Float, Field(gt=0)] = 10.0
-    #: 0 means until converged
-    max_iterations: Annotated[Int, Field(ge=0)] = 0
+    #: L-BFGS iterations at most (0: no cap, until converged); an unconverged end is reported
+    max_iterations: Annotated[Int, Field(ge=0)] = 1000
+    #: a log line (energy, max force) every this many iterations
+    log_interval_iterations: PositiveInt = 100
 
 
 class _Dynamics(_Frozen):
@@ -232,7 +234,9 @@ class Protocol(_Frozen):
     platform: Literal["Reference", "CPU", "CUDA", "OpenCL"] = "CPU"
     precision: Literal["single", "mixed", "double"] = "double"
     dtype: Literal["float32", "float64"] = "float64"
-    backend: Literal["torch", "python", "compiled"] = "torch"
+    #: auto: the fastest backend that works for the model and platform (see sus2md.engine.force)
+    backend: Literal["auto", "torch", "python", "compiled"] = "auto"
+    #: threads for torch and OpenMM's CPU platform; None: the cores this process may use
     threads: PositiveInt | None = None
     cuda_graphs: Bool = False
     seed: Annotated[Int, Field(ge=0)] = 0

@@ -24,6 +24,7 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its last checkpoint."),
     platform: Optional[str] = typer.Option(None, "--platform", help="Override the protocol's OpenMM platform (Reference, CPU, CUDA, OpenCL)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Cap every dynamical stage at N steps (smoke runs)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for torch and OpenMM's CPU platform (default: the protocol's threads, else the cores this process may use)."),
     replica: Optional[int] = typer.Option(None, "--replica", help="Run replica K of the protocol's sweep (default: $SLURM_ARRAY_TASK_ID, else all replicas in turn)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (only on a terminal)."),
 ) -> None:
@@ -42,7 +43,7 @@ def run(
         label = f" replica {k} ({proto.sweep.parameter} = {proto.sweep.values[k]:g})" if proto.sweep and k is not None else ""
         typer.echo(f"{protocol}{label} -> {run_dir}", err=True)
         result = run_protocol(proto, run_dir, resume=resume, replica=k, platform=platform, max_steps=steps,
-                              progress=progress, command_line=list(sys.argv))
+                              threads=threads, progress=progress, command_line=list(sys.argv))
         if result.status == "nothing to do":
             typer.echo(f"{run_dir}: the run is already complete; nothing to do")
             continue

@@ -32,7 +32,14 @@ from sus2md.nn.potential import SUS2Potential
 
 __all__ = ["to_openmm_force", "bound_adapter"]
 
-BACKENDS = ("torch", "python", "compiled")
+BACKENDS = ("auto", "torch", "python", "compiled")
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend ``auto`` stands for (interim: ``torch`` until the compiled artefact is cached)."""
+    if backend not in BACKENDS:
+        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return "torch" if backend == "auto" else backend
 
 
 class _PythonForceFunction:
@@ -164,8 +171,7 @@ def to_openmm_force(model: str | Path | SUS2Potential | torch.jit.ScriptModule,
         UnknownSpeciesError: a particle's element is not one of the model's species.
         UsageError: bad backend/dtype, or CUDA graphs with the python backend.
     """
-    if backend not in BACKENDS:
-        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    backend = resolve_backend(backend)
     if backend == "compiled":
         if use_cuda_graphs:
             raise UsageError("CUDA graphs need backend='torch'; the compiled backend cannot use them")

@@ -67,8 +67,9 @@ def select_replica(protocol: Protocol, replica: int | None) -> int | None:
 
 
 def effective_protocol(protocol: Protocol, *, replica: int | None = None, platform: str | None = None,
-                       max_steps: int | None = None) -> Protocol:
-    """The protocol as run: replica values applied, platform overridden, dynamical stages capped."""
+                       max_steps: int | None = None, threads: int | None = None) -> Protocol:
+    """The protocol as run: replica values applied, platform and threads overridden, dynamical
+    stages capped."""
     if protocol.sweep is not None and replica is None:
         raise UsageError(f"the protocol sweeps {protocol.sweep.parameter} over {protocol.n_replicas} values; "
                          "pick one with --replica K (or SLURM_ARRAY_TASK_ID)")
@@ -76,6 +77,10 @@ def effective_protocol(protocol: Protocol, *, replica: int | None = None, platfo
     data = p.resolved_dict()
     if platform is not None:
         data["platform"] = platform
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {threads}")
+        data["threads"] = threads
     if max_steps is not None:
         if max_steps < 0:
             raise UsageError(f"--steps must be >= 0, got {max_steps}")
@@ -86,8 +91,8 @@ def effective_protocol(protocol: Protocol, *, replica: int | None = None, platfo
 
 
 def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = False, replica: int | None = None,
-                 platform: str | None = None, max_steps: int | None = None, progress: bool = True,
-                 heat_flux: HeatFluxFunction | None = None,
+                 platform: str | None = None, max_steps: int | None = None, threads: int | None = None,
+                 progress: bool = True, heat_flux: HeatFluxFunction | None = None,
                  command_line: list[str] | None = None) -> RunResult:
     """Run ``protocol`` into ``out_dir`` (see the run-directory contract in ``sus2md.analysis.rundir``).
 
@@ -97,6 +102,8 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = Fals
         resume: continue the run in ``out_dir`` from its last checkpoint.
         replica: run replica ``K`` of the protocol's sweep.
         platform: override the protocol's OpenMM platform.
+        threads: override the protocol's ``threads`` (torch and OpenMM CPU threads); a resumed run
+            may use a different count.
         max_steps: cap every dynamical stage at this many steps (smoke runs).
         progress: show a tqdm bar on stderr (only when stderr is a terminal).
         heat_flux: J(positions nm, velocities nm/ps, box nm) -> (3,) eV·Å/ps for NVE stages with
@@ -111,7 +118,7 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = Fals
         UsageError: unwritable or already used run directory, changed protocol on resume.
         SimulationError: a blow-up (the last good state is kept in ``checkpoint.chk``).
     """
-    proto = effective_protocol(protocol, replica=replica, platform=platform, max_steps=max_steps)
+    proto = effective_protocol(protocol, replica=replica, platform=platform, max_steps=max_steps, threads=threads)
     run_dir = Path(out_dir)
     # everything checkable is checked before the run directory is touched: bad input leaves no trace
     atoms = _read_structure(proto)
@@ -243,9 +250,16 @@ def _prepare_run_dir(run_dir: Path, proto: Protocol, resume: bool) -> tuple[str,
     return "resume", ck
 
 
+#: protocol keys that change speed, not results: a run may resume with other values
+_RESUME_FREE_KEYS = ("threads",)
+
+
 def _check_same_protocol(stored_path: Path, proto: Protocol) -> None:
     stored = yaml.safe_load(stored_path.read_text())
     now = _plain(proto.resolved_dict())
+    for key in _RESUME_FREE_KEYS:
+        stored.pop(key, None)
+        now.pop(key, None)
     where = _first_difference(stored, now, "")
     if where is not None:
         raise UsageError(f"cannot resume: the protocol differs from {stored_path} at {where[0]} "

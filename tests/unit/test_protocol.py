@@ -48,7 +48,7 @@ def test_valid_protocol_resolves_names_steps_velocities_and_paths(tmp_path):
     assert [s.initial_velocities for s in p.stages[1:]] == ["maxwell", "keep"]
     assert p.stages[1].friction_per_ps == 1.0 and p.stages[1].collision_frequency_per_ps is None
     assert p.structure.path == str((tmp_path / "data" / "cu.extxyz").resolve())
-    assert (p.platform, p.precision, p.dtype, p.backend, p.seed) == ("CPU", "double", "float64", "torch", 0)
+    assert (p.platform, p.precision, p.dtype, p.backend, p.seed) == ("CPU", "double", "float64", "auto", 0)
     assert p.n_replicas == 1
 
 
