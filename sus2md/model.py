@@ -1,14 +1,26 @@
-"""High-level model helpers: load a model file, evaluate ASE frames in batches, error metrics."""
+"""High-level model helpers: load a model file, read data for it, evaluate ASE frames in batches,
+error metrics.
+
+Frames meet a model here: :func:`load_frames_for` reads a data set for a model (element names
+through its species, every type checked against its species count, the file and line named) and
+:func:`evaluate_frames` checks frames built in Python the same way, so a data set made for
+another model is an :class:`~sus2md.errors.UnknownSpeciesError`, never an index error inside the
+potential.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from ase import Atoms
 
 from sus2md.errors import UsageError
+from sus2md.io.cfg import _species_numbers
+from sus2md.io.data import check_types, load_frames
 from sus2md.io.mtp import read_mtp
 from sus2md.nn.calc import evaluate, frame_batches, graph_from_atoms
 from sus2md.nn.potential import SUS2Potential
@@ -20,8 +32,21 @@ def load_model(path: str | Path, species: Sequence[str] | None = None, dtype: st
     """Eager model from an ``.mtp`` file; ``species`` attaches element names (index = type)."""
     if dtype not in DTYPES:
         raise UsageError(f"dtype must be float32 or float64, got {dtype!r}")
+    if species:
+        _species_numbers(species)  # element symbols, each once
     mtp = read_mtp(path)
     return SUS2Potential.from_mtp(mtp, dtype=DTYPES[dtype], species=list(species) if species else None)
+
+
+def load_frames_for(model: SUS2Potential, path: str | PathLike, index: str | int | slice = ":") -> list[Atoms]:
+    """:func:`sus2md.io.data.load_frames` for ``model``: element names map through the model's
+    species (when it names them) and every type must index one of its species.
+
+    Raises:
+        UnknownSpeciesError: an element the model lacks, or a type beyond its species (the file,
+            configuration, line for ``.cfg``, types, species count and the fix are named).
+    """
+    return load_frames(path, species=model.species_names or None, index=index, n_species=int(model.n_species))
 
 
 @dataclass
@@ -36,7 +61,12 @@ def evaluate_frames(
     model: SUS2Potential, frames: Sequence, batch_atoms: int = 20000, forces: bool = True
 ) -> list[FramePrediction]:
     """Predictions for ASE Atoms carrying ``arrays['mtp_type']``, evaluated in batches of about
-    ``batch_atoms`` atoms (many small cells per call; one call for a large cell)."""
+    ``batch_atoms`` atoms (many small cells per call; one call for a large cell).
+
+    Raises:
+        UnknownSpeciesError: a type beyond the model's species (see :func:`load_frames_for`).
+    """
+    check_types(frames, int(model.n_species), model.species_names or None)
     dtype = next(model.parameters()).dtype
     out: list[FramePrediction] = []
     for start, stop in frame_batches([len(a) for a in frames], batch_atoms):

@@ -26,15 +26,15 @@ def eval(  # noqa: A001  (the command is called eval)
     """Energy/force/virial errors of MODEL on labelled DATA."""
     import torch
 
-    from sus2md.io.data import load_frames
-    from sus2md.model import error_metrics, evaluate_frames, load_model
+    from sus2md.model import error_metrics, evaluate_frames, load_frames_for, load_model
 
-    if threads:
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     pot = load_model(model, species=_species_opt(species), dtype=dtype)
-    names = pot.species_names or None
     t0 = time.perf_counter()
-    frames = load_frames(data, species=names)
+    frames = load_frames_for(pot, data)
     t1 = time.perf_counter()
     preds = evaluate_frames(pot, frames)
     t2 = time.perf_counter()
@@ -62,7 +62,10 @@ def _write_predictions(path: Path, frames, preds) -> None:
              "virial_eV": p.virial.tolist()}
             for k, (a, p) in enumerate(zip(frames, preds))
         ]
-        path.write_text(json.dumps(data))
+        try:
+            path.write_text(json.dumps(data))
+        except OSError as e:
+            raise UsageError(f"cannot write predictions to {path}: {e.strerror or e}") from None
         return
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator

@@ -32,7 +32,7 @@ def export_lammps(
     md = MDSettings(ensemble=ensemble, temperature_K=temperature_K, pressure_bar=pressure_bar, steps=steps,
                     timestep_fs=timestep_fs, seed=seed, thermo_every=thermo_every, dump_every=dump_every,
                     heat_flux_every=heat_flux_every)
-    out = _export(model, atoms, output, species=names, md=md)
+    out = _export(model, atoms, output, species=names, md=md, source=structure.name)
     mapping = ", ".join(f"type {k + 1} = {s}" for k, s in enumerate(out.species))
     typer.echo(f"wrote {out.input}, {out.data.name}, {out.model.name}, {out.readme.name} ({len(atoms)} atoms; {mapping})")
     typer.echo(f"run with: cd {out.directory} && mpirun -np 4 lmp -in in.lammps  (needs LAMMPS with pair_style sus2mtp)")

@@ -33,14 +33,14 @@ def select(
 
     from sus2md.active.grade import ActiveSet, frame_max_gamma, select_configurations
     from sus2md.io.cfg import write_cfg
-    from sus2md.io.data import load_frames
+    from sus2md.model import load_frames_for
 
     if threshold <= 0 or max_new < 0:
         raise UsageError(f"--threshold must be > 0 and --max >= 0, got {threshold} and {max_new}")
     pot = _load(model, species)
     names = pot.species_names or None
-    train_frames = load_frames(train, species=names)
-    cand = load_frames(candidates, species=names)
+    train_frames = load_frames_for(pot, train)
+    cand = load_frames_for(pot, candidates)
     aset = ActiveSet.from_frames(pot, train_frames)
     gmax = frame_max_gamma(pot, aset, cand)
     chosen = select_configurations(pot, train_frames, cand, threshold=threshold, max_new=max_new, active_set=aset)
@@ -63,13 +63,14 @@ def grade_cmd(
     import numpy as np
 
     from sus2md.active.grade import ActiveSet, frame_max_gamma
-    from sus2md.io.data import load_frames
+    from sus2md.model import load_frames_for
 
+    if threshold <= 0:
+        raise UsageError(f"--threshold must be > 0, got {threshold}")
     pot = _load(model, species)
-    names = pot.species_names or None
-    aset = ActiveSet.from_frames(pot, load_frames(train, species=names))
+    train_frames, frames = load_frames_for(pot, train), load_frames_for(pot, data)  # both checked before writing
+    aset = ActiveSet.from_frames(pot, train_frames)
     aset.save(active_set)
-    frames = load_frames(data, species=names)
     gmax = frame_max_gamma(pot, aset, frames)
     typer.echo(f"{'config':>8}{'atoms':>8}{'max_gamma':>14}")
     for k, (a, g) in enumerate(zip(frames, gmax)):

@@ -8,14 +8,19 @@ The authors' LAMMPS interface (github hu-yanxiao/SUS2-MLIP, ``interfaces/lammps`
 
 It needs ``newton on`` and builds its own full neighbor list; only ``pair_coeff * *`` is accepted
 and LAMMPS atom type k is model species k-1 (SPEC-sus2 7).  The pair tallies per-atom energies
-and the 9-component centroid per-atom virial, so ``compute centroid/stress/atom`` and
-``compute heat/flux`` work with it.  The ``.mtp`` file is read by the pair itself; the element
+and the 9-component centroid per-atom virial, but with the off-diagonal components transposed
+(it stores r_y·F_x as xy; confirmed by an independent finite-difference heat current), so
+``compute heat/flux`` needs the swapped components the written README.md lists.  The ``.mtp`` file is read by the pair itself; the element
 names that sus2md keeps in ``potential_name`` (``...[Cu,Se]``) are ignored there.
 
 Files written to the output directory:
 
 * ``model.mtp``       the model (:func:`sus2md.io.mtp.write_mtp`, element names attached);
 * ``structure.data``  LAMMPS data file, ``atom_style atomic``, types in model species order, masses;
+  the cell is reduced to LAMMPS' tilt limits (``|xy|, |xz| <= lx/2``, ``|yz| <= ly/2`` along
+  periodic directions; ASE's ``reduce_cell``: lattice vectors plus integer multiples of the
+  others, atoms wrapped into it), so a strongly skewed cell (a strained primitive cell) is the
+  same crystal and LAMMPS runs it without ``box tilt large``;
 * ``in.lammps``       units metal, read_data, the pair style, velocities, one nvt/npt/nve run,
   thermo and dump output, and optionally the heat-current samples ``heat_flux.txt`` with the
   same columns and units as ``sus2md run``'s ``heat_flux.csv`` (J total, eV*Å/ps);
@@ -30,10 +35,12 @@ from typing import Sequence
 import ase.io
 import numpy as np
 from ase import Atoms
+from ase.calculators.lammps import Prism
 
 from sus2md.errors import UsageError
 from sus2md.io.data import species_index
 from sus2md.io.mtp import read_mtp, write_mtp
+from sus2md.io.structures import validate_structure
 
 __all__ = ["LammpsExport", "export_lammps", "lammps_input"]
 
@@ -69,6 +76,8 @@ class MDSettings:
     def validate(self, periodic: bool) -> None:
         if self.ensemble not in ENSEMBLES:
             raise UsageError(f"ensemble must be one of {', '.join(ENSEMBLES)}, got {self.ensemble!r}")
+        if not (int(self.seed) == self.seed and self.seed >= 1):
+            raise UsageError(f"seed must be a positive integer (LAMMPS 'velocity create' needs a seed > 0), got {self.seed}")
         if self.ensemble == "npt" and self.pressure_bar is None:
             raise UsageError("ensemble npt needs pressure_bar (--pressure-bar)")
         if self.ensemble != "npt" and self.pressure_bar is not None:
@@ -166,6 +175,8 @@ def _heat_flux_block(every: int) -> list[str]:
 
 def _readme(species: Sequence[str], md: MDSettings, n_atoms: int) -> str:
     rows = "\n".join(f"| {k + 1} | {k} | {s} |" for k, s in enumerate(species))
+    hf = (", so also `heat_flux.txt` of this directory, which `in.lammps` takes from `compute heat/flux`"
+          if md.heat_flux_every else "")
     return f"""# LAMMPS run written by `sus2md export-lammps`
 
 {n_atoms} atoms, {md.ensemble} at {md.temperature_K:g} K{f', {md.pressure_bar:g} bar' if md.pressure_bar is not None else ''}, {md.steps} steps of {md.timestep_fs:g} fs.
@@ -183,9 +194,18 @@ LAMMPS atom type k is model species k-1 (`pair_coeff * *` is the only form the p
 `pair_style sus2mtp` is not part of LAMMPS releases: build LAMMPS with the authors' `ML-SUS2`
 package (github.com/hu-yanxiao/SUS2-MLIP, `interfaces/lammps`; `scripts/install_into_lammps.sh
 /path/to/lammps`, then CMake with `-D PKG_ML-SUS2=on`, plus `-D PKG_KOKKOS=on -D Kokkos_ENABLE_CUDA=on`
-for GPUs). It needs `newton on` (set in `in.lammps`). For `*_lmp` radial types the pair
-tabulates the radial functions (`tabstep`, default 1e-4 Å); sus2md evaluates them exactly, which
-differs by about 1e-9 eV per cell.
+for GPUs). It needs `newton on` (set in `in.lammps`).
+
+For `*_lmp` radial types the pair tabulates the radial functions (`tabstep`, default 1e-4 Å) and
+interpolates linearly; sus2md evaluates them exactly. Measured against LAMMPS on a 1500-atom
+Cu2Se cell at the default tabstep: 1.1e-6 eV per cell (7.6e-10 eV/atom) in the energy and 3e-8
+eV/Å in the forces. The difference falls as tabstep² (`pair_style sus2mtp model.mtp tabstep
+1.0e-5` makes it 100 times smaller). Other radial types are evaluated exactly by both and agree
+to float64 round-off.
+
+`structure.data` holds the cell reduced to LAMMPS' tilt limits (|xy|, |xz| ≤ lx/2, |yz| ≤ ly/2):
+the same crystal with other lattice vectors and the atoms wrapped into it, so `final.data` and
+the dump use that cell.
 
 ## Running
 
@@ -198,20 +218,52 @@ mpirun -np 4 lmp -k on g 4 -sf kk -in in.lammps    # Kokkos, 4 GPUs: -sf kk sele
 The authors' GPU runs add a `chunksize` keyword (`pair_style sus2mtp/kk model.mtp chunksize 129600`)
 to bound device memory. Outputs: `log.lammps` (thermo), `dump.lammpstrj`, `final.data`
 {'and `heat_flux.txt` (step, time_ps, Jx, Jy, Jz: total heat current in eV·Å/ps, the columns of sus2md'
- "'s `heat_flux.csv`)" if md.heat_flux_every else ''}.
+ "'s `heat_flux.csv`, but see the per-atom virial below)" if md.heat_flux_every else ''}.
 
-## Heat current caveat
+## Per-atom virial: swap the off-diagonal components (confirmed)
 
-`compute heat/flux` forms J_a = Σ_i e_i v_ia − Σ_i S_i,ab v_ib and expects the centroid per-atom
-stress component xy to be r_x f_y. The authors' `pair_sus2_mtp.cpp` tallies `cvatom[j][xy] -= fx*r[1]`
-(d_x r_y: the transpose of that convention, an issue in the stored source we read). The exact
-many-body current needs W_j[a,b] = −Σ r_a d_b (see `sus2md/engine/heatflux.py`). Compare with
-`sus2md.engine.heatflux.heat_current` on a few frames before trusting LAMMPS Green–Kubo numbers.
+`pair_style sus2mtp` stores the off-diagonal components of its per-atom (centroid) virial
+transposed. LAMMPS defines component xy of atom i as Σ r_x·F_y; the pair stores r_y·F_x there
+(`pair_sus2_mtp.cpp`: `cvatom[j][xy] -= fx*r[1]`). This is confirmed: an independent
+finite-difference heat current agrees with the swapped components and not with the stored
+ones. The total virial, the pressure and the diagonal components (xx, yy, zz) are right;
+per-atom energies and forces are right.
+
+What is wrong is everything built from the per-atom off-diagonal components, above all
+`compute heat/flux` (heat current, Green–Kubo conductivity){hf}. `compute centroid/stress/atom`
+lists the nine components as `c_ID[1..9]` = xx yy zz xy xz yz yx zx zy; swap these six:
+
+| stored in | holds | use it as |
+|---|---|---|
+| `c_ID[4]` (xy) | yx | yx |
+| `c_ID[7]` (yx) | xy | xy |
+| `c_ID[5]` (xz) | zx | zx |
+| `c_ID[8]` (zx) | xz | xz |
+| `c_ID[6]` (yz) | zy | zy |
+| `c_ID[9]` (zy) | yz | yz |
+
+In post-processing, transpose each atom's 3×3 tensor. In the input, build the heat current
+from the swapped components instead of `compute heat/flux` (metal units: 1.6021765e6 bar·Å³
+per eV is LAMMPS' `nktv2p`, which heat/flux divides by):
+
+```
+compute         ke_atom all ke/atom
+compute         pe_atom all pe/atom
+compute         S all centroid/stress/atom NULL virial
+variable        e atom c_ke_atom+c_pe_atom
+variable        jx atom v_e*vx-(c_S[1]*vx+c_S[7]*vy+c_S[8]*vz)/1.6021765e6
+variable        jy atom v_e*vy-(c_S[4]*vx+c_S[2]*vy+c_S[9]*vz)/1.6021765e6
+variable        jz atom v_e*vz-(c_S[5]*vx+c_S[6]*vy+c_S[3]*vz)/1.6021765e6
+compute         J all reduce sum v_jx v_jy v_jz    # c_J[1..3]: total heat current, eV·Å/ps
+```
+
+`sus2md.engine.heatflux.heat_current` computes the exact many-body current (W_j[a,b] = −Σ r_a d_b)
+on a few frames for comparison.
 """
 
 
 def export_lammps(model: str | Path, structure: Atoms, out_dir: str | Path, *, species: Sequence[str] | None = None,
-                  md: MDSettings = MDSettings()) -> LammpsExport:
+                  md: MDSettings = MDSettings(), source: str = "structure") -> LammpsExport:
     """Write ``model.mtp``, ``structure.data``, ``in.lammps`` and ``README.md`` into ``out_dir``.
 
     Args:
@@ -219,9 +271,11 @@ def export_lammps(model: str | Path, structure: Atoms, out_dir: str | Path, *, s
         structure: Atoms (Å); elements must be among the species.
         species: model element symbols in type order; default: the names stored in the ``.mtp``.
         md: the run to set up.
+        source: the structure's name in messages (its file name).
 
     Raises:
-        UsageError: no species names, bad settings; UnknownSpeciesError: an element the model lacks.
+        UsageError: no species names, bad settings; UnknownSpeciesError: an element the model
+        lacks; StructureError: no atoms, non-finite positions, a degenerate cell, overlapping atoms.
     """
     mtp = read_mtp(model)
     names = list(species) if species is not None else list(mtp.species_names or [])
@@ -231,7 +285,8 @@ def export_lammps(model: str | Path, structure: Atoms, out_dir: str | Path, *, s
         raise UsageError(f"{len(names)} species names given ({', '.join(names)}) but the model has "
                          f"species_count = {mtp.species_count}")
     md.validate(bool(np.all(structure.pbc)))
-    species_index(structure, names, source="structure")  # raises UnknownSpeciesError with all names
+    species_index(structure, names, source=source)  # raises UnknownSpeciesError with all names
+    validate_structure(structure, source=source)  # before anything is written
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -243,8 +298,11 @@ def export_lammps(model: str | Path, structure: Atoms, out_dir: str | Path, *, s
                          tuple(names))
     write_mtp(mtp, paths.model)
     atoms = _boxed(structure, padding_A=float(mtp.max_dist))
+    # reduced within LAMMPS' tilt limits; ASE's default Prism would treat every direction as
+    # periodic (reducing or wrapping along a non-periodic one changes the structure)
+    prism = Prism(atoms.cell.array, pbc=atoms.pbc, reduce_cell=True)
     ase.io.write(paths.data, atoms, format="lammps-data", specorder=names, masses=True, atom_style="atomic",
-                 units="metal")
+                 units="metal", prismobj=prism)
     paths.input.write_text(lammps_input(names, atoms.pbc.tolist(), md))
     paths.readme.write_text(_readme(names, md, len(atoms)))
     return paths

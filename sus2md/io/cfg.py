@@ -114,6 +114,8 @@ def _species_to_types(atoms: Atoms, species: Sequence[str], source: str) -> np.n
     table = {z: t for t, z in enumerate(_species_numbers(species).tolist())}
     numbers = atoms.get_atomic_numbers()
     unknown = [int(z) for z in dict.fromkeys(numbers.tolist()) if z not in table]
+    if unknown and _placeholders(atoms):
+        raise UnknownSpeciesError(f"{source}: {_placeholder_message(atoms, species)}")
     if unknown:
         names = ", ".join(chemical_symbols[z] for z in unknown)
         noun = "element" if len(unknown) == 1 else "elements"
@@ -126,6 +128,54 @@ def _species_to_types(atoms: Atoms, species: Sequence[str], source: str) -> np.n
     for z, t in table.items():
         lookup[z] = t
     return lookup[numbers]
+
+
+def _placeholders(atoms: Atoms) -> bool:
+    """True for atoms read from a .cfg without species (elements are type + 1 placeholders)."""
+    types = atoms.arrays.get("mtp_type")
+    return types is not None and len(atoms) > 0 and np.array_equal(atoms.numbers, np.asarray(types) + 1)
+
+
+def _placeholder_message(atoms: Atoms, species: Sequence[str]) -> str:
+    types = sorted(set(np.asarray(atoms.arrays["mtp_type"]).tolist()))
+    n = len(species)
+    message = (f"the structure comes from a .cfg file, which names no elements, only types "
+               f"{', '.join(map(str, types))} (read as placeholder elements type + 1); the model's species are "
+               f"{_format_species(species)} (types 0..{n - 1})")
+    beyond = [t for t in types if t >= n]
+    if beyond:
+        what = f"types {', '.join(map(str, beyond))} are" if len(beyond) > 1 else f"type {beyond[0]} is"
+        return (message + f"; {what} beyond them: use the model the structure was "
+                          f"made for, or renumber the types in this model's species order")
+    return message + ("; give the element of each type in type order (structure.species in a protocol, "
+                      "--species on the command line)")
+
+
+def _ordinal(n: int) -> str:
+    """1 -> '1st', 2 -> '2nd', 11 -> '11th', 23 -> '23rd'."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def types_beyond_model(bad: Sequence[int], n_species: int, species: Sequence[str] | None, k: int,
+                       begin_line: int | None = None, from_cfg: bool = True) -> str:
+    """The message for type indices ``bad`` (sorted) beyond a model's ``n_species`` species in the
+    ``k``-th (0-based) configuration of a data set: the .cfg reader and
+    :func:`sus2md.io.data.check_types` both use it, so every entry point says the same thing."""
+    names = f" {_format_species(species)}" if species else ""
+    s = "s" if len(bad) > 1 else ""
+    where = f"the {_ordinal(k + 1)} configuration" + (f" (BEGIN_CFG at line {begin_line})" if begin_line else "")
+    head = (f"{where} has type{s} {', '.join(str(int(t)) for t in bad)}, beyond the model's {n_species} "
+            f"species{names} (types 0..{n_species - 1})")
+    if from_cfg:
+        fix = (f"a .cfg type indexes the species of the model the data were made for, so these data need a "
+               f"model with at least {int(max(bad)) + 1} species: use that model, or renumber the types in "
+               f"this model's species order")
+    else:
+        fix = ("these types come from the file's mtp_type/mtp_types; pass --species (species=[...]: the "
+               "model's elements in type order) to map element names to types instead, or use the model the "
+               "data were made for")
+    return f"{head}; {fix}"
 
 
 def _labels(atoms: Atoms) -> dict:
@@ -159,7 +209,7 @@ def _labels(atoms: Atoms) -> dict:
 # reading
 
 
-def read_cfg(path: PathArg, species: Sequence[str] | None = None) -> list[Atoms]:
+def read_cfg(path: PathArg, species: Sequence[str] | None = None, *, n_species: int | None = None) -> list[Atoms]:
     """Read every configuration of an MLIP ``.cfg`` file.
 
     Args:
@@ -167,6 +217,8 @@ def read_cfg(path: PathArg, species: Sequence[str] | None = None) -> list[Atoms]
         species: the model's element symbols in type order (``species[type]``); when given,
             atoms get these symbols and a type outside ``range(len(species))`` is an error.
             When omitted, symbols are placeholders with atomic number ``type + 1``.
+        n_species: the model's species count, for a model that names no elements: a type
+            outside ``range(n_species)`` is an error (the file, line and configuration named).
 
     Returns:
         One :class:`ase.Atoms` per configuration, in file order: positions and cell in Å,
@@ -177,26 +229,32 @@ def read_cfg(path: PathArg, species: Sequence[str] | None = None) -> list[Atoms]
     Raises:
         UsageError: the file does not exist, or ``species`` is not a list of element symbols.
         DataFileError: the file is malformed (message names the line).
+        UnknownSpeciesError: a type is beyond ``species`` / ``n_species``.
     """
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"file not found: {path}")
     numbers = None if species is None else _species_numbers(species)
+    if species is not None and n_species is not None and len(species) != n_species:
+        raise UsageError(f"{len(species)} species names given ({', '.join(species)}) but the model has "
+                         f"{n_species} species")
     try:
         text = path.read_text()
     except UnicodeDecodeError as exc:
         raise DataFileError(path, None, f"is not a text .cfg file ({exc.reason} at byte {exc.start})") from None
-    return _CfgParser(path, text.splitlines(), species, numbers).parse()
+    return _CfgParser(path, text.splitlines(), species, numbers, n_species).parse()
 
 
 class _CfgParser:
     """Line-oriented parser; ``self.lines[i]`` is 1-based line ``i + 1`` of the file."""
 
-    def __init__(self, path: Path, lines: list[str], species, numbers):
+    def __init__(self, path: Path, lines: list[str], species, numbers, n_species: int | None = None):
         self.path = path
         self.lines = lines
         self.species = None if species is None else list(species)
         self.numbers = numbers
+        self.n_species = len(self.species) if self.species is not None else n_species
+        self.n_read = 0  # configurations completed so far (names the configuration in messages)
 
     def error(self, i: int, message: str) -> DataFileError:
         return DataFileError(self.path, i + 1, message)
@@ -211,6 +269,7 @@ class _CfgParser:
             elif s.split()[0] == "BEGIN_CFG":
                 atoms, i = self.config(i)
                 frames.append(atoms)
+                self.n_read = len(frames)
             else:
                 raise self.error(i, f"expected BEGIN_CFG, found {s[:40]!r}; text between configurations "
                                     f"is not allowed in a .cfg file")
@@ -450,6 +509,7 @@ class _CfgParser:
                                          f"header at line {header + 1}; fix Size (line {size_line + 1}) or the rows")
         col = {c: k for k, c in enumerate(cols)}
         types = self.types(block, col, rows)
+        self.check_range(types, rows, begin)
         if "id" in col:
             ids = block[:, col["id"]]
             bad = np.nonzero(ids != np.arange(1, len(rows) + 1))[0]
@@ -497,12 +557,7 @@ class _CfgParser:
             (types != t, "AtomData type {v} is not an integer; types are 0-based species indices"),
             (types < 0, "AtomData type {v} is negative; types are 0-based species indices"),
         ]
-        if self.species is not None:
-            checks.append((types >= len(self.species),
-                           "AtomData type {v} is out of range for the " + str(len(self.species))
-                           + " species given " + _format_species(self.species)
-                           + " (types are 0-based: 0.." + str(len(self.species) - 1) + ")"))
-        else:
+        if self.n_species is None:
             checks.append((types > _MAX_PLACEHOLDER_TYPE,
                            "AtomData type {v} has no placeholder element (types above "
                            + str(_MAX_PLACEHOLDER_TYPE) + " need a species list); pass species"))
@@ -512,6 +567,16 @@ class _CfgParser:
                 r = int(bad[0])
                 raise self.error(rows[r], message.format(v=f"{t[r]:g}"))
         return types
+
+    def check_range(self, types: np.ndarray, rows: list[int], begin: int) -> None:
+        """Types beyond the model's species: one message naming them all (first bad row's line)."""
+        if self.n_species is None:
+            return
+        bad = np.nonzero(types >= self.n_species)[0]
+        if bad.size:
+            message = types_beyond_model(sorted(set(types[bad].tolist())), self.n_species, self.species,
+                                         self.n_read, begin + 1)
+            raise UnknownSpeciesError(f"{self.path}:{rows[int(bad[0])] + 1}: {message}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,14 +600,18 @@ def write_cfg(path: PathArg, frames: Atoms | Iterable[Atoms], species: Sequence[
 
     Raises:
         UsageError: a frame has neither ``mtp_type`` nor a species list to map its elements,
-            non-finite positions, or a periodic direction with a zero lattice vector.
+            non-finite positions, a periodic direction with a zero lattice vector, or the file
+            cannot be written.
         UnknownSpeciesError: an element is not in ``species``.
     """
     if isinstance(frames, Atoms):
         frames = [frames]
     n_species = None if species is None else len(_species_numbers(species))
     chunks = [_format_config(atoms, k, species, n_species) for k, atoms in enumerate(frames)]
-    Path(path).write_text("".join(chunks))
+    try:
+        Path(path).write_text("".join(chunks))
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _write_types(atoms: Atoms, k: int, species, n_species) -> np.ndarray:

@@ -28,10 +28,10 @@ import numpy as np
 from ase import Atoms
 from ase.io.formats import string2index
 
-from sus2md.errors import DataFileError, UsageError
-from sus2md.io.cfg import _labels, _species_numbers, _species_to_types, read_cfg
+from sus2md.errors import DataFileError, UnknownSpeciesError, UsageError
+from sus2md.io.cfg import _labels, _ordinal, _species_numbers, _species_to_types, read_cfg, types_beyond_model
 
-__all__ = ["load_frames", "species_index", "labels"]
+__all__ = ["load_frames", "species_index", "labels", "check_types"]
 
 IndexArg = int | slice | str
 
@@ -66,6 +66,35 @@ def labels(atoms: Atoms) -> dict:
         label; it is None when neither exists or the cell has no volume.
     """
     return _labels(atoms)
+
+
+def check_types(frames: Sequence[Atoms], n_species: int, species: Sequence[str] | None = None,
+                source: str = "frames") -> None:
+    """Check that every ``arrays['mtp_type']`` indexes one of a model's ``n_species`` species.
+
+    Where frames meet a model (:func:`load_frames` with ``n_species``, and
+    :func:`sus2md.model.evaluate_frames` and the grade's basis for frames built in Python), so a
+    data set made for another model is a sentence, not an index error deep in the potential.
+
+    Raises:
+        UnknownSpeciesError: names ``source``, the first such configuration, its types, the
+            model's species count and the fix; also counts the other configurations affected.
+    """
+    for k, a in enumerate(frames):
+        if "mtp_type" not in a.arrays:
+            raise UsageError(f"{source}: the {_ordinal(k + 1)} configuration has no arrays['mtp_type'] (model types); read "
+                             f"data with sus2md.model.load_frames_for or sus2md.io.data.load_frames")
+    hits = [(k, np.asarray(a.arrays["mtp_type"])) for k, a in enumerate(frames)]
+    hits = [(k, t[(t >= n_species) | (t < 0)]) for k, t in hits]
+    hits = [(k, bad) for k, bad in hits if bad.size]
+    if not hits:
+        return
+    k, bad = hits[0]
+    message = types_beyond_model(sorted(set(bad.tolist())), n_species, species, k, from_cfg=False)
+    if len(hits) > 1:
+        top = max(int(b.max()) for _, b in hits)
+        message += f" ({len(hits)} of {len(frames)} configurations have such types, up to type {top})"
+    raise UnknownSpeciesError(f"{source}: {message}")
 
 
 def _select(frames: list[Atoms], index: IndexArg, path: Path) -> list[Atoms]:
@@ -103,7 +132,7 @@ def _types_without_species(atoms: Atoms, k: int, path: Path) -> np.ndarray:
 
 
 def load_frames(path: str | PathLike, species: Sequence[str] | None = None,
-                index: IndexArg = ":") -> list[Atoms]:
+                index: IndexArg = ":", n_species: int | None = None) -> list[Atoms]:
     """Read a labelled data set: ``.cfg`` (by suffix) or any format ASE reads (extxyz, ...).
 
     Args:
@@ -111,6 +140,9 @@ def load_frames(path: str | PathLike, species: Sequence[str] | None = None,
         species: the model's element symbols in type order (index = type).
         index: which frames, as for :func:`ase.io.read` (``":"``, ``"-1"``, ``"0:100:2"``, an
             int or a slice).
+        n_species: the model's species count: every type must be below it (checked for the
+            whole file; a ``.cfg`` error names the line). Pass it whenever the frames are for a
+            model, also when ``species`` is None (a model that names no elements).
 
     Returns:
         Atoms (Å, eV, eV/Å, ASE stress in eV/Å^3), each with ``arrays['mtp_type']`` (int64,
@@ -118,16 +150,21 @@ def load_frames(path: str | PathLike, species: Sequence[str] | None = None,
 
     Raises:
         UsageError: the file does not exist, or types cannot be assigned without ``species``.
-        UnknownSpeciesError: an element is not in ``species``.
-        DataFileError: the file is malformed or unreadable.
+        UnknownSpeciesError: an element is not in ``species``, or a type is beyond ``n_species``.
+        DataFileError: the file is malformed, unreadable or empty.
     """
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"file not found: {path}")
     if species is not None:
         _species_numbers(species)  # validate before reading a large file
+        if n_species is not None and len(species) != n_species:
+            raise UsageError(f"{len(species)} species names given ({', '.join(species)}) but the model has "
+                             f"{n_species} species")
     if path.suffix.lower() == ".cfg":
-        return _select(read_cfg(path, species), index, path)
+        return _select(read_cfg(path, species, n_species=n_species), index, path)
+    if path.stat().st_size == 0:
+        raise DataFileError(path, None, "the file is empty; expected labelled configurations (.cfg or extxyz)")
     frames = _read_with_ase(path, index)
     if species is not None:
         # one error naming every unknown element of the whole file, not just the first frame's
@@ -139,4 +176,6 @@ def load_frames(path: str | PathLike, species: Sequence[str] | None = None,
         else:
             types = _types_without_species(atoms, k, path)
         atoms.set_array("mtp_type", types)
+    if n_species is not None:
+        check_types(frames, n_species, species, source=str(path))
     return frames

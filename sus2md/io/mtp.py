@@ -449,6 +449,8 @@ def format_mtp(m: MTPFile) -> str:
 def write_mtp(m: MTPFile, path: str | Path) -> None:
     """Write ``m`` atomically (write to a temporary file, then rename)."""
     path = Path(path)
+    if path.is_dir() or not path.name:
+        raise UsageError(f"cannot write model file {path}: it is a directory; give a file name such as model.mtp")
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(format_mtp(m))

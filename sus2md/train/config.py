@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sus2md.errors import ConfigError
 
@@ -86,6 +86,13 @@ class OutputSpec(_Strict):
     log_csv: Optional[Path] = None
     checkpoint_every: int = Field(20, ge=1)
     progress: bool = True
+
+    @field_validator("model")
+    @classmethod
+    def _file_name(cls, v: Path) -> Path:
+        if not v.name or v.name in (".", ".."):
+            raise ValueError("must be a file name such as trained.mtp")
+        return v
 
 
 class TrainConfig(_Strict):

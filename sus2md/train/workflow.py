@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from sus2md.errors import ConfigError
+from sus2md.io.data import labels
 from sus2md.io.mtp import MTPFile, read_mtp, write_mtp
 from sus2md.nn.potential import SUS2Potential
 from sus2md.train.config import TrainConfig
@@ -62,6 +63,21 @@ def build_mtp(cfg: TrainConfig) -> tuple[MTPFile, list[str]]:
     if not mtp.is_trained:
         mtp = init_coefficients(mtp, cfg.optimizer.seed)
     return mtp, list(mtp.species_names)
+
+
+def _check_training_set(cfg: TrainConfig, tr: list, va: list) -> None:
+    """Something left to train on, with at least one label the loss weighs."""
+    d, w = cfg.data, cfg.loss
+    if not tr:
+        split = (f" after data.validation_fraction = {d.validation_fraction:g} moved {len(va)} of them to validation"
+                 if va and not d.validation else "")
+        raise ConfigError(f"data.train: no training configurations left in {d.train}{split}; lower "
+                          f"validation_fraction or add configurations")
+    weighed = {"energy": w.energy_weight, "forces": w.force_weight, "virial_eV": w.stress_weight}
+    found = {k for a in tr for k, v in labels(a).items() if v is not None and weighed[k] > 0}
+    if not found:
+        raise ConfigError(f"data.train: {d.train} has no energy, force or stress labels with a non-zero loss weight "
+                          f"(loss.energy_weight, force_weight, stress_weight); training needs labelled data")
 
 
 def _pretrain(model: SUS2Potential, cfg: TrainConfig, fresh: bool, train_frames, trainer: Trainer) -> None:
@@ -144,8 +160,7 @@ def train_model(cfg: TrainConfig, resume: bool = False, echo: Optional[Callable[
         fresh = cfg.model.init_from is None or not read_mtp(cfg.model.init_from).is_trained
         d = cfg.data
         tr, va, te = load_split(d.train, d.validation, d.test, species, d.validation_fraction, d.seed, d.max_train)
-        if not tr:
-            raise ConfigError(f"data.train: {d.train} holds no configurations")
+        _check_training_set(cfg, tr, va)
         dt = DTYPES[cfg.model.dtype]
         model = SUS2Potential(mtp, dtype=dt)
         mk = lambda fr: make_batches(fr, model.cutoff, d.batch_atoms, dt)

@@ -84,6 +84,30 @@ def main() -> None:
     w("cfg_type_out_of_range.cfg", cfg.replace("    2 1 1.8", "    2 7 1.8"))
     w("cfg_no_begin.cfg", cfg.replace("BEGIN_CFG\n", ""))
 
+    # --- data made for another model (issue 12 item 4): types beyond the model's species ---
+    w("good.cfg", cfg)
+    w("tiny_unnamed.mtp", sub(r"^potential_name = (\S+)\[Cu,Se\]$", r"potential_name = \1"))
+    beyond = cfg.replace("    1 0 0.0", "    1 5 0.0").replace("    2 1 1.8", "    2 7 1.8")
+    w("cfg_types_beyond_model.cfg", cfg + beyond)  # the 2nd configuration: types 5 and 7
+    w("xyz_types_beyond_model.extxyz", xyz(SPECIES, FCC, CUBE).replace("Properties=", 'mtp_types="0 1 5 1" Properties='))
+    w("empty.extxyz", "")
+    train = ("model: {{L: 2, K: 1, R: 4, cutoff_A: 4.0, species: [Cu, Se]}}\n"
+             "data: {{train: {train}{more}}}\n"
+             "optimizer: {{max_steps: 1, random_samples: 0, init_subset: 1}}\n"
+             "output: {{model: {model}, progress: false}}\n")
+    w("train_validation_beyond_model.yaml", train.format(train="good.cfg", more=", validation: cfg_types_beyond_model.cfg",
+                                                         model="t.mtp"))
+    w("train_init_from_beyond_model.yaml", train.format(train="cfg_types_beyond_model.cfg", more="", model="t.mtp")
+      .replace("{L: 2, K: 1, R: 4, cutoff_A: 4.0, species: [Cu, Se]}", "{init_from: tiny_unnamed.mtp, species: [Cu, Se]}"))
+    w("cfg_no_labels.cfg", cfg.replace(" fx fy fz", "").replace(" 0 0 0\n", "\n").replace(" Energy\n    -1.0\n", ""))
+    w("train_no_labels.yaml", train.format(train="cfg_no_labels.cfg", more="", model="t.mtp"))
+    w("train_all_validation.yaml", train.format(train="good.cfg", more=", validation_fraction: 0.5", model="t.mtp"))
+    w("train_output_is_dir.yaml", train.format(train="good.cfg", more="", model="."))
+    proto("run_cfg_structure_beyond_model.yaml", "cfg_types_beyond_model.cfg")
+    proto("run_cfg_structure_no_species.yaml", "good.cfg")
+    proto("run_extrapolation_beyond_model.yaml",
+          extra="extrapolation: {training_data: cfg_types_beyond_model.cfg, interval_steps: 1}\n")
+
     # --- structures (sus2md run P.yaml) ---
     w("good.extxyz", xyz(SPECIES, FCC, CUBE))
     proto("ok.yaml")

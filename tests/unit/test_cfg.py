@@ -273,6 +273,7 @@ def test_malformed_cfg_raises_data_file_error(tmp_path, name):
 
 
 def test_type_out_of_species_range(tmp_path):
-    with pytest.raises(DataFileError, match=r"bad\.cfg:10: AtomData type 1 is out of range for the 1 species "
-                                            r"given \[Cu\] \(types are 0-based: 0\.\.0\)"):
+    with pytest.raises(UnknownSpeciesError, match=r"bad\.cfg:10: the 1st configuration \(BEGIN_CFG at line 1\) has "
+                                                  r"type 1, beyond the model's 1 species \[Cu\] \(types 0\.\.0\); .*"
+                                                  r"need a model with at least 2 species"):
         read_cfg(write(tmp_path, cfg_text()), species=["Cu"])

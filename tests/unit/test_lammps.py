@@ -144,3 +144,107 @@ def test_cli_usage_error_exits_2(model_file, tmp_path, capsys):
         main(["export-lammps", str(model_file), str(structure), "-o", str(tmp_path / "out"), "--ensemble", "npt"])
     assert exc.value.code == 2
     assert "npt needs pressure_bar" in capsys.readouterr().err
+
+
+# --- issue 12 item 6: skewed cells, README statements ---------------------------------------
+
+def _header_box(path) -> tuple[float, float, float, float, float, float]:
+    """(lx, ly, lz, xy, xz, yz) from a LAMMPS data file header (tilts 0 for an orthogonal box)."""
+    text = path.read_text()
+    lengths = []
+    for axis in "xyz":
+        lo, hi = re.search(rf"^\s*(\S+)\s+(\S+)\s+{axis}lo {axis}hi", text, re.M).groups()
+        lengths.append(float(hi) - float(lo))
+    tilt = re.search(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+xy xz yz", text, re.M)
+    return (*lengths, *(map(float, tilt.groups()) if tilt else (0.0, 0.0, 0.0)))
+
+
+def _skewed(kind: str) -> Atoms:
+    """Cells whose LAMMPS form (ASE's rotation to a lower-triangular cell) has tilts beyond the limits."""
+    from ase.build import bulk
+
+    if kind == "strained_primitive_fcc":  # the issue's case, 3x3x3 instead of 5x5x5 to stay fast
+        a = bulk("Cu", "fcc", a=3.6).repeat(3)
+        a.set_cell(a.cell.array @ (np.eye(3) + [[0.08, 0.2, 0.0], [0, 0, 0], [0, 0, 0]]), scale_atoms=True)
+    else:  # the same cubic crystal described by long, strongly tilted lattice vectors
+        a = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+        a.set_cell(np.array([[1, 0, 0], [3, 1, 0], [-2, 4, 1]]) @ a.cell.array, scale_atoms=False)
+    rng = np.random.default_rng(3)
+    a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+    a.set_chemical_symbols(np.where(rng.integers(0, 2, len(a)) == 0, "Cu", "Se"))
+    return a
+
+
+@pytest.mark.parametrize("kind", ["strained_primitive_fcc", "unimodular_supercell"])
+def test_skewed_cell_is_reduced_to_lammps_tilt_limits_and_stays_the_same_crystal(model_file, tmp_path, kind):
+    from ase.calculators.lammps import Prism
+
+    from sus2md.interop.ase import SUS2Calculator
+
+    atoms = _skewed(kind)
+    lx, ly, _, xy, xz, yz = Prism(atoms.cell.array).get_lammps_prism()[[0, 1, 2, 3, 4, 5]]
+    assert max(abs(xy) / lx, abs(xz) / lx, abs(yz) / ly) > 0.5 + 1e-6  # LAMMPS: "Triclinic box skew is too large"
+    out = export_lammps(model_file, atoms, tmp_path)
+    lx, ly, lz, xy, xz, yz = _header_box(out.data)
+    assert abs(xy) <= lx / 2 and abs(xz) <= lx / 2 and abs(yz) <= ly / 2, (lx, ly, xy, xz, yz)
+    back = _read_data(out.data)
+    assert abs(back.get_volume() - atoms.get_volume()) < 1e-8 * atoms.get_volume()
+    assert back.get_chemical_symbols() == atoms.get_chemical_symbols()
+    calc = SUS2Calculator(str(model_file))
+    e0 = calc.get_potential_energy(atoms.copy())
+    e1 = calc.get_potential_energy(back)
+    assert abs(e1 - e0) < 1e-9 * max(1.0, abs(e0)), (e0, e1)
+
+
+def test_skewed_slab_keeps_its_non_periodic_direction(model_file, tmp_path):
+    """A slab (periodic in a, b only) is reduced in-plane; nothing is wrapped along c."""
+    from sus2md.interop.ase import SUS2Calculator
+
+    atoms = _skewed("unimodular_supercell")
+    atoms.set_cell([atoms.cell[0], atoms.cell[1], [0.0, 0.0, 40.0]], scale_atoms=False)
+    atoms.positions[:, 2] -= atoms.positions[:, 2].mean()  # the slab crosses z = 0, the cell's c face
+    atoms.pbc = [True, True, False]
+    out = export_lammps(model_file, atoms, tmp_path)
+    lx, ly, lz, xy, xz, yz = _header_box(out.data)
+    assert abs(xy) <= lx / 2
+    back = _read_data(out.data)
+    back.pbc = atoms.pbc
+    calc = SUS2Calculator(str(model_file))
+    assert abs(calc.get_potential_energy(back) - calc.get_potential_energy(atoms.copy())) < 1e-9 * len(atoms)
+
+
+def test_readme_states_the_table_error_and_the_confirmed_virial_swap(model_file, tmp_path):
+    readme = export_lammps(model_file, _structure(), tmp_path, md=MDSettings(heat_flux_every=5)).readme.read_text()
+    flat = " ".join(readme.split())
+    assert "1e-9" not in readme
+    assert "1.1e-6 eV per cell (7.6e-10 eV/atom)" in flat and "3e-8 eV/Å" in flat and "tabstep²" in flat
+    assert "swap the off-diagonal components (confirmed)" in flat and "This is confirmed" in flat
+    for line in ["| `c_ID[4]` (xy) | yx | yx |", "| `c_ID[7]` (yx) | xy | xy |", "| `c_ID[5]` (xz) | zx | zx |",
+                 "| `c_ID[8]` (zx) | xz | xz |", "| `c_ID[6]` (yz) | zy | zy |", "| `c_ID[9]` (zy) | yz | yz |"]:
+        assert line in readme, line
+    # J_a = sum e v_a - sum_b S_ab v_b with S_ab read from the transposed slot ba
+    assert "v_e*vx-(c_S[1]*vx+c_S[7]*vy+c_S[8]*vz)" in readme
+    assert "v_e*vy-(c_S[4]*vx+c_S[2]*vy+c_S[9]*vz)" in readme
+    assert "v_e*vz-(c_S[5]*vx+c_S[6]*vy+c_S[3]*vz)" in readme
+    assert "heat_flux.txt` of this directory" in flat
+
+
+@pytest.mark.parametrize("name, atoms, match", [
+    ("empty", Atoms(cell=np.eye(3) * 4, pbc=True), "structure has no atoms"),
+    ("nan", Atoms("CuSe", positions=[[0, 0, 0], [np.nan, 1, 1]], cell=np.eye(3) * 4, pbc=True), "non-finite position"),
+    ("degenerate", Atoms("CuSe", positions=[[0, 0, 0], [1, 1, 1]], cell=[[4, 0, 0], [8, 0, 0], [0, 0, 4]], pbc=True),
+     "the cell is degenerate"),
+    ("overlap", Atoms("CuSe", positions=[[0, 0, 0], [0.1, 0, 0]], cell=np.eye(3) * 4, pbc=True), "0.1 Å apart"),
+])
+def test_unusable_structures_are_refused_before_writing(model_file, tmp_path, name, atoms, match):
+    from sus2md.errors import StructureError
+
+    with pytest.raises(StructureError, match=rf"^s\.extxyz: .*{re.escape(match)}"):
+        export_lammps(model_file, atoms, tmp_path / name, source="s.extxyz")
+    assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("seed", [0, -1])
+def test_velocity_seed_must_be_positive(model_file, tmp_path, seed):
+    with pytest.raises(UsageError, match=rf"seed must be a positive integer .*got {seed}"):
+        export_lammps(model_file, _structure(), tmp_path, md=MDSettings(seed=seed))
