@@ -3,9 +3,10 @@ error metrics.
 
 Frames meet a model here: :func:`load_frames_for` reads a data set for a model (element names
 through its species, every type checked against its species count, the file and line named) and
-:func:`evaluate_frames` checks frames built in Python the same way, so a data set made for
-another model is an :class:`~sus2md.errors.UnknownSpeciesError`, never an index error inside the
-potential.
+:func:`evaluate_frames` checks frames built in Python the same way
+(:func:`sus2md.io.data.check_frames`), so a data set made for another model or a broken cell is
+an :class:`~sus2md.errors.Sus2mdError` sentence, never an index or linear-algebra error inside
+the potential.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ase import Atoms
 
 from sus2md.errors import UsageError
 from sus2md.io.cfg import _species_numbers
-from sus2md.io.data import check_types, load_frames
+from sus2md.io.data import check_frames, load_frames
 from sus2md.io.mtp import read_mtp
 from sus2md.nn.calc import evaluate, frame_batches, graph_from_atoms
 from sus2md.nn.potential import SUS2Potential
@@ -65,8 +66,9 @@ def evaluate_frames(
 
     Raises:
         UnknownSpeciesError: a type beyond the model's species (see :func:`load_frames_for`).
+        StructureError: a non-finite position or cell, or a degenerate periodic cell.
     """
-    check_types(frames, int(model.n_species), model.species_names or None)
+    check_frames(frames, int(model.n_species), model.species_names or None)
     dtype = next(model.parameters()).dtype
     out: list[FramePrediction] = []
     for start, stop in frame_batches([len(a) for a in frames], batch_atoms):

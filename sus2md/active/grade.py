@@ -43,7 +43,7 @@ import scipy.linalg
 import torch
 
 from sus2md.errors import SimulationError, UsageError
-from sus2md.io.data import check_types
+from sus2md.io.data import check_frames
 from sus2md.io.mtp import format_mtp
 from sus2md.nn.calc import build_graph, frame_batches, graph_from_atoms
 from sus2md.nn.potential import SUS2Potential
@@ -74,7 +74,7 @@ def basis_vectors(model: SUS2Potential, frames: Sequence, batch_atoms: int = 200
         ``b`` (N, n_scal) float64 = c[t_i] B_i (eV per unit moment coefficient), ``types`` (N,)
         int64, ``frame`` (N,) int64 index of each atom's configuration.
     """
-    check_types(frames, int(model.n_species), model.species_names or None)
+    check_frames(frames, int(model.n_species), model.species_names or None)
     dtype = next(model.parameters()).dtype
     out = [_linear_basis(model, graph_from_atoms(frames[start:stop], model.cutoff, dtype=dtype))
            for start, stop in frame_batches([len(a) for a in frames], batch_atoms)]

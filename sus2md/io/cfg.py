@@ -161,7 +161,7 @@ def types_beyond_model(bad: Sequence[int], n_species: int, species: Sequence[str
                        begin_line: int | None = None, from_cfg: bool = True) -> str:
     """The message for type indices ``bad`` (sorted) beyond a model's ``n_species`` species in the
     ``k``-th (0-based) configuration of a data set: the .cfg reader and
-    :func:`sus2md.io.data.check_types` both use it, so every entry point says the same thing."""
+    :func:`sus2md.io.data.check_frames` both use it, so every entry point says the same thing."""
     names = f" {_format_species(species)}" if species else ""
     s = "s" if len(bad) > 1 else ""
     where = f"the {_ordinal(k + 1)} configuration" + (f" (BEGIN_CFG at line {begin_line})" if begin_line else "")

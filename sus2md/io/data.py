@@ -31,7 +31,7 @@ from ase.io.formats import string2index
 from sus2md.errors import DataFileError, UnknownSpeciesError, UsageError
 from sus2md.io.cfg import _labels, _ordinal, _species_numbers, _species_to_types, read_cfg, types_beyond_model
 
-__all__ = ["load_frames", "species_index", "labels", "check_types"]
+__all__ = ["load_frames", "species_index", "labels", "check_frames"]
 
 IndexArg = int | slice | str
 
@@ -68,22 +68,35 @@ def labels(atoms: Atoms) -> dict:
     return _labels(atoms)
 
 
-def check_types(frames: Sequence[Atoms], n_species: int, species: Sequence[str] | None = None,
-                source: str = "frames") -> None:
-    """Check that every ``arrays['mtp_type']`` indexes one of a model's ``n_species`` species.
+def check_frames(frames: Sequence[Atoms], n_species: int | None = None, species: Sequence[str] | None = None,
+                 source: str = "frames") -> None:
+    """Check that a model can evaluate ``frames``: finite positions and cells, periodic lattice
+    vectors that span a volume (area, length), and, with ``n_species``, every
+    ``arrays['mtp_type']`` one of the model's species.
 
-    Where frames meet a model (:func:`load_frames` with ``n_species``, and
-    :func:`sus2md.model.evaluate_frames` and the grade's basis for frames built in Python), so a
-    data set made for another model is a sentence, not an index error deep in the potential.
+    Runs where frames meet a model (:func:`load_frames`, :func:`sus2md.model.evaluate_frames`,
+    the grade's basis), so a data set made for another model or a broken cell is a sentence,
+    not an index or linear-algebra error deep in the potential.  Configurations without atoms
+    are allowed (``.cfg`` ``Size 0``).
 
     Raises:
-        UnknownSpeciesError: names ``source``, the first such configuration, its types, the
-            model's species count and the fix; also counts the other configurations affected.
+        UnknownSpeciesError: a type beyond ``n_species``: names ``source``, the first such
+            configuration, its types, the model's species count and the fix, and counts the
+            other configurations affected.
+        StructureError: a non-finite position or cell, or a degenerate periodic cell.
+        UsageError: a frame without ``arrays['mtp_type']``.
     """
+    from sus2md.io.structures import validate_structure  # io.structures imports this module
+
+    for k, a in enumerate(frames):
+        if len(a):
+            validate_structure(a, min_distance_A=0.0, source=f"{source}: the {_ordinal(k + 1)} configuration")
+    if n_species is None:
+        return
     for k, a in enumerate(frames):
         if "mtp_type" not in a.arrays:
-            raise UsageError(f"{source}: the {_ordinal(k + 1)} configuration has no arrays['mtp_type'] (model types); read "
-                             f"data with sus2md.model.load_frames_for or sus2md.io.data.load_frames")
+            raise UsageError(f"{source}: the {_ordinal(k + 1)} configuration has no arrays['mtp_type'] (model types); "
+                             f"read data with sus2md.model.load_frames_for or sus2md.io.data.load_frames")
     hits = [(k, np.asarray(a.arrays["mtp_type"])) for k, a in enumerate(frames)]
     hits = [(k, t[(t >= n_species) | (t < 0)]) for k, t in hits]
     hits = [(k, bad) for k, bad in hits if bad.size]
@@ -105,6 +118,9 @@ def _select(frames: list[Atoms], index: IndexArg, path: Path) -> list[Atoms]:
         return [frames[idx]]
     except IndexError:
         raise UsageError(f"{path}: index {index} is out of range for {len(frames)} configurations") from None
+    except TypeError:
+        raise UsageError(f"{path}: index {index!r} is not an index; give an int, a slice or a string such as "
+                         f"':', '-1' or '0:100:2'") from None
 
 
 def _read_with_ase(path: Path, index: IndexArg) -> list[Atoms]:
@@ -152,6 +168,7 @@ def load_frames(path: str | PathLike, species: Sequence[str] | None = None,
         UsageError: the file does not exist, or types cannot be assigned without ``species``.
         UnknownSpeciesError: an element is not in ``species``, or a type is beyond ``n_species``.
         DataFileError: the file is malformed, unreadable or empty.
+        StructureError: a configuration has non-finite positions or a degenerate periodic cell.
     """
     path = Path(path)
     if not path.is_file():
@@ -162,7 +179,9 @@ def load_frames(path: str | PathLike, species: Sequence[str] | None = None,
             raise UsageError(f"{len(species)} species names given ({', '.join(species)}) but the model has "
                              f"{n_species} species")
     if path.suffix.lower() == ".cfg":
-        return _select(read_cfg(path, species, n_species=n_species), index, path)
+        frames = _select(read_cfg(path, species, n_species=n_species), index, path)
+        check_frames(frames, source=str(path))  # the reader checked the types
+        return frames
     if path.stat().st_size == 0:
         raise DataFileError(path, None, "the file is empty; expected labelled configurations (.cfg or extxyz)")
     frames = _read_with_ase(path, index)
@@ -176,6 +195,5 @@ def load_frames(path: str | PathLike, species: Sequence[str] | None = None,
         else:
             types = _types_without_species(atoms, k, path)
         atoms.set_array("mtp_type", types)
-    if n_species is not None:
-        check_types(frames, n_species, species, source=str(path))
+    check_frames(frames, n_species, species, source=str(path))
     return frames

@@ -123,6 +123,8 @@ def read_structure(path: str | PathLike, format: str | None = None, species: Seq
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"file not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataFileError(path, None, "the file is empty; expected a structure")
     fmt = _resolve_format(path, format)
     if fmt == "cfg":
         frames = read_cfg(path, species)

@@ -9,7 +9,7 @@ from ase import Atoms
 from sus2md.active.grade import ActiveSet
 from sus2md.errors import UnknownSpeciesError, UsageError
 from sus2md.io.cfg import read_cfg
-from sus2md.io.data import check_types, load_frames, species_index
+from sus2md.io.data import check_frames, load_frames, species_index
 from sus2md.io.mtp import write_mtp
 from sus2md.model import evaluate_frames, load_frames_for, load_model
 
@@ -79,7 +79,7 @@ def test_every_model_entry_point_names_the_types(named, unnamed_model, tmp_path)
         ActiveSet.from_frames(model, frames)
     with pytest.raises(UnknownSpeciesError, match=r"\(2 of 3 configurations have such types, up to type 9\)"):
         frames[2].arrays["mtp_type"][:] = 9
-        check_types(frames, 2)
+        check_frames(frames, 2)
     bare = Atoms("Cu", positions=[[0, 0, 0]])
     with pytest.raises(UsageError, match=r"the 1st configuration has no arrays\['mtp_type'\]"):
         evaluate_frames(model, [bare])
@@ -115,3 +115,28 @@ def test_cli_eval_of_the_53_type_alloy_set_with_the_cu2se_model(shared, capsys):
     assert "Traceback" not in err
     assert "alloy_test.cfg:9: the 1st configuration (BEGIN_CFG at line 1) has types 4, 28, 41, 45, 50, beyond the " \
            "model's 2 species (types 0..1)" in err
+
+
+def test_broken_geometry_is_a_structure_error_before_the_potential(tmp_path):
+    from sus2md.errors import StructureError
+    from sus2md.io.structures import read_structure
+
+    model = random_model()
+    nan, flat = small_cell(), small_cell()
+    nan.positions[1, 0] = np.nan
+    flat.set_cell([[3.6, 0, 0], [7.2, 0, 0], [0, 0, 3.6]])
+    with pytest.raises(StructureError, match=r"frames: the 2nd configuration: atom 1 \(\w+\) has a non-finite position"):
+        evaluate_frames(model, [small_cell(), nan])
+    with pytest.raises(StructureError, match=r"frames: the 1st configuration: the cell is degenerate"):
+        ActiveSet.from_frames(model, [flat])
+    ase.io.write(tmp_path / "flat.extxyz", [small_cell(), flat], format="extxyz")
+    with pytest.raises(StructureError, match=r"flat\.extxyz: the 2nd configuration: the cell is degenerate"):
+        load_frames(tmp_path / "flat.extxyz", species=["Cu", "Se"])
+    empty = Atoms(cell=np.eye(3) * 3, pbc=True)
+    empty.set_array("mtp_type", np.zeros(0, dtype=np.int64))
+    assert evaluate_frames(model, [empty])[0].energy == 0.0  # a Size 0 configuration is allowed
+    (tmp_path / "e.extxyz").write_text("")
+    with pytest.raises(UsageError, match=r"e\.extxyz: the file is empty; expected a structure"):
+        read_structure(tmp_path / "e.extxyz")
+    with pytest.raises(UsageError, match=r"index 'abc' is not an index"):
+        load_frames(_three_configs(tmp_path), index="abc")
