@@ -38,8 +38,15 @@ class _Frozen(BaseModel):
 
 
 class StructureSpec(_Frozen):
+    """The starting structure (``structure:``)."""
+
+    #: structure file: extxyz, cif, POSCAR/CONTCAR, lammps-data, pdb or .cfg (relative to the
+    #: protocol file's directory)
     path: str
+    #: file format (extxyz, cif, vasp, lammps-data, pdb, cfg or an ASE format name); null: from the
+    #: file name
     format: str | None = None
+    #: repeat the structure [nx, ny, nz] times along the cell vectors (three integers > 0)
     supercell: list[PositiveInt] = [1, 1, 1]
     #: element of each LAMMPS atom type / .cfg type, in type order
     species: tuple[str, ...] | None = None
@@ -53,14 +60,23 @@ class StructureSpec(_Frozen):
 
 
 class ModelSpec(_Frozen):
+    """The potential (``model:``)."""
+
+    #: model file: a SUS2 .mtp, or a .pt compiled by ``sus2md compile`` (relative to the protocol
+    #: file's directory)
     path: str
     #: element names of the model's species, in model order (a ``.mtp`` file carries none)
     species: tuple[str, ...] | None = None
 
 
 class OutputSpec(_Frozen):
+    """Files of the run directory besides thermo.csv, checkpoints and provenance (``output:``)."""
+
+    #: format of the trajectory file (trajectory.dcd or trajectory.xtc)
     trajectory_format: Literal["dcd", "xtc"] = "dcd"
+    #: a checkpoint every this many steps (``--resume`` continues from the last one)
     checkpoint_interval_steps: PositiveInt = 1000
+    #: formats of the final structure written at the end of the run
     final_structure_formats: tuple[Literal["extxyz", "cif", "pdb", "vasp", "lammps-data"], ...] = (
         "extxyz",
         "cif",
@@ -78,11 +94,17 @@ class ExtrapolationSpec(_Frozen):
     run directory, above ``break_gamma`` it stops with a SimulationError.
     """
 
+    #: active set (.npz) written by ``sus2md grade --active-set``; give this or training_data
     active_set: str | None = None
+    #: training set (.cfg/extxyz) to build the active set from at the start; give this or active_set
     training_data: str | None = None
+    #: element of each .cfg type of training_data, in type order, when the model names none
     species: tuple[str, ...] | None = None
+    #: grade the state every this many steps of a dynamical stage
     interval_steps: PositiveInt = 100
+    #: above this grade: warn and append the configuration to dump_cfg (at most break_gamma)
     warn_gamma: Annotated[Float, Field(gt=0)] = 2.0
+    #: above this grade: stop with an error (the last good state stays in the checkpoint)
     break_gamma: Annotated[Float, Field(gt=0)] = 10.0
     #: file name in the run directory for configurations graded above warn_gamma
     dump_cfg: str = "extrapolative.cfg"
@@ -109,7 +131,9 @@ class ExtrapolationSpec(_Frozen):
 class Sweep(_Frozen):
     """Replica ``k`` of the run gets ``values[k]`` for ``parameter``."""
 
+    #: the protocol value the replicas differ in (in every stage that sets it)
     parameter: Literal["temperature_K", "pressure_bar", "seed"]
+    #: one value per replica (temperature_K > 0, pressure_bar >= 0, seed a whole number >= 0)
     values: Annotated[list[Float], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -125,8 +149,13 @@ class Sweep(_Frozen):
 
 
 class MinimizeStage(_Frozen):
+    """Energy minimization (OpenMM's L-BFGS ``minimizeEnergy``) of the current state."""
+
+    #: stage type
     type: Literal["minimize"]
+    #: stage name in logs and files; default stage<i>_<type> (i = position in stages)
     name: str | None = None
+    #: converged when the root-mean-square force component is below this (OpenMM's tolerance)
     tolerance_kJ_mol_nm: Annotated[Float, Field(gt=0)] = 10.0
     #: L-BFGS iterations at most (0: no cap, until converged); an unconverged end is reported
     max_iterations: Annotated[Int, Field(ge=0)] = 1000
@@ -135,11 +164,17 @@ class MinimizeStage(_Frozen):
 
 
 class _Dynamics(_Frozen):
+    #: stage name in logs and files; default stage<i>_<type> (i = position in stages)
     name: str | None = None
+    #: number of MD steps; give steps or duration_ps
     steps: Annotated[Int, Field(ge=0)] | None = None
+    #: stage length, rounded to whole steps of timestep_fs; give steps or duration_ps
     duration_ps: Annotated[Float, Field(ge=0)] | None = None
+    #: integration time step, in (0, 10] fs
     timestep_fs: Float = 1.0
+    #: a thermo.csv row every this many steps
     report_interval_steps: PositiveInt = 100
+    #: a trajectory frame every this many steps
     trajectory_interval_steps: PositiveInt = 100
 
     @field_validator("timestep_fs")
@@ -162,10 +197,15 @@ class _Dynamics(_Frozen):
 
 
 class NVTStage(_Dynamics):
+    """Constant volume and temperature: Langevin (LangevinMiddleIntegrator) or Nose-Hoover thermostat."""
+
+    #: stage type
     type: Literal["nvt"]
+    #: thermostat temperature; give temperature_K or temperature_ramp_K
     temperature_K: Annotated[Float, Field(gt=0)] | None = None
     #: linear ramp [start, end] over the stage instead of a fixed temperature_K
     temperature_ramp_K: list[Float] | None = None
+    #: langevin (LangevinMiddleIntegrator) or nose-hoover (NoseHooverIntegrator)
     thermostat: Literal["langevin", "nose-hoover"] = "langevin"
     #: langevin only (default 1.0)
     friction_per_ps: Annotated[Float, Field(gt=0)] | None = None
@@ -202,17 +242,30 @@ class NVTStage(_Dynamics):
 
 
 class NPTStage(NVTStage):
+    """Constant pressure and temperature: the nvt thermostat plus an OpenMM Monte Carlo barostat."""
+
+    #: stage type
     type: Literal["npt"]  # type: ignore[assignment]
+    #: barostat pressure
     pressure_bar: Annotated[Float, Field(ge=0)]
+    #: isotropic (MonteCarloBarostat), anisotropic (MonteCarloAnisotropicBarostat: each box length
+    #: on its own) or flexible (MonteCarloFlexibleBarostat: the full cell)
     barostat: Literal["isotropic", "anisotropic", "flexible"] = "isotropic"
+    #: a barostat move every this many steps
     barostat_interval_steps: PositiveInt = 25
 
 
 class NVEStage(_Dynamics):
+    """Constant energy (velocity Verlet, OpenMM VerletIntegrator)."""
+
+    #: stage type
     type: Literal["nve"]
     #: only for drawing Maxwell velocities when NVE is the first dynamical stage
     temperature_K: Annotated[Float, Field(gt=0)] | None = None
+    #: maxwell: draw at temperature_K; keep: from the previous stage; default maxwell for the first
+    #: dynamical stage when temperature_K is given, else keep
     initial_velocities: Literal["maxwell", "keep"] | None = None
+    #: write the heat current J to heat_flux.csv every this many steps (Green-Kubo); null: off
     heat_flux_interval_steps: PositiveInt | None = None
 
     @model_validator(mode="after")
@@ -229,21 +282,35 @@ STAGE_TYPES: dict[str, type[_Frozen]] = {
 
 
 class Protocol(_Frozen):
+    """A protocol file: what to simulate (structure, model), how (platform settings) and the stages, run in order."""
+
+    #: the starting structure
     structure: StructureSpec
+    #: the potential
     model: ModelSpec
+    #: OpenMM platform
     platform: Literal["Reference", "CPU", "CUDA", "OpenCL"] = "CPU"
+    #: OpenMM precision on platforms that have one (CUDA, OpenCL); ignored on Reference and CPU
     precision: Literal["single", "mixed", "double"] = "double"
+    #: precision the model evaluates in
     dtype: Literal["float32", "float64"] = "float64"
     #: auto: the fastest backend that works for the model and platform (see sus2md.engine.force)
     backend: Literal["auto", "torch", "python", "compiled"] = "auto"
     #: threads for torch and OpenMM's CPU platform; None: the cores this process may use
     threads: PositiveInt | None = None
+    #: capture the model in a CUDA graph (backend torch on the CUDA platform only)
     cuda_graphs: Bool = False
+    #: random seed of initial velocities, thermostat noise and barostat moves
     seed: Annotated[Int, Field(ge=0)] = 0
+    #: remove the centre-of-mass motion every step (OpenMM CMMotionRemover)
     remove_com_motion: Bool = True
+    #: output files
     output: OutputSpec = OutputSpec()
+    #: replicas that differ in one value (``--replica K``); null: one run
     sweep: Sweep | None = None
+    #: extrapolation grade during dynamics; null: off
     extrapolation: ExtrapolationSpec | None = None
+    #: the stages, run in order on the same system (at least one)
     stages: Annotated[list[Stage], Field(min_length=1)]
 
     @model_validator(mode="after")
