@@ -9,7 +9,46 @@ Calandrini et al., JDN 12, 201 (2011)).  For one coordinate series r(t), t = 0..
 
 Coordinates must be unwrapped.  The centre of mass of the whole system is subtracted per frame
 first (a thermostat or round-off lets it drift; its motion is not diffusion).  Einstein:
-MSD(t) -> 6 D t, so D = slope / 6 of a straight-line fit over a window of lags.
+MSD(t) -> 6 D t + b, so D = slope / 6 of a straight-line fit over a window of lags; the intercept
+b is the vibrational (cage) amplitude the atoms had before they started to wander.
+
+**When there is a D at all.**  A sublattice that only vibrates about fixed sites has an MSD that
+rises over a few tenths of a picosecond and then stays on a plateau of 2 <|u|^2> (u: displacement
+from the site; 0.1-0.5 Å^2 in a solid); a straight line through any stretch of it has some slope, and slope/6 is not a
+diffusion coefficient.  A D is reported only when the MSD is diffusive over the fit window:
+
+1. *Fickian*: the log-log slope beta = d ln MSD / d ln t, fitted over the window, lies in
+   ``LOG_SLOPE_RANGE`` = [0.8, 1.2] (beta = 1 is diffusion, beta < 1 caged or sub-diffusive motion,
+   beta > 1 ballistic or drifting; Maginn et al., LiveCoMS 1, 6324 (2019), best practices for
+   self-diffusivity).  This is also the "well past the vibrational plateau" test: with
+   MSD = 6 D t + b over the window 0.2-0.8 of the max lag, beta >= 0.8 needs MSD(t_end) >= ~9 b
+   (b, the intercept, is the plateau of the cage the atoms left), and on the plateau itself
+   beta ~ 0.
+2. *larger than any vibration*: MSD(t_end) >= ``MIN_MSD_A2`` = 1 Å^2.  By the Lindemann
+   criterion the rms displacement sqrt<|u|^2> of a solid below its melting point is <= ~0.15 of
+   the nearest-neighbour distance (<= 3.5 Å), so the vibrational plateau 2 <|u|^2> stays
+   <= ~0.55 Å^2; 1 Å^2 is about twice that.  This catches a window too short to reach the
+   plateau: on times shorter than the vibrational period an overdamped vibration also has
+   beta ~ 1.
+
+Otherwise the verdict is "not diffusive", D is NaN (null in summary.json), and the numbers
+behind the verdict (beta, MSD at both ends of the window, b) are kept.  A short run of a slow
+diffuser is "not diffusive" too: its D cannot be told from a vibration within that run.
+
+**Uncertainty of D.**  MSD values at neighbouring lags share almost all their displacements, so
+the least-squares error of the slope is far too small.  The error here is the standard error over
+``n_segments`` independent time segments of the stage, each with its own MSD fitted over the same
+lags.  It is honest and a little conservative: D of independent random walks scatters by ~0.8 of
+it (the segments' long lags have fewer origins than the whole run's; tests/unit/test_analysis.py),
+where the least-squares error is ~30 times too small.  It measures how well the
+slope is reproduced, not whether it is a D: every segment of a vibrating sublattice reproduces
+the same small slope (Se in Cu2Se at 600 K got 0.061 ± 0.0021 Å^2/ps that way), which is why the
+verdict above comes first.
+
+**kinisi** (kinisi.readthedocs.io) models the covariance of the MSD and samples D by Bayesian
+regression, a better error bar with few atoms.  Not used: it pulls scipp, dynesty, emcee,
+statsmodels and scikit-learn, reads trajectories through its own parsers, and does not decide
+whether an MSD is diffusive either (the start of the fit is the user's choice).
 """
 from __future__ import annotations
 
@@ -74,20 +113,70 @@ def compute_msd(traj, atom_indices: np.ndarray | None = None, max_lag_frames: in
     return np.arange(len(msd)) * dt, msd
 
 
+def _window(lag_ps: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    lo, hi = window[0] * lag_ps[-1], window[1] * lag_ps[-1]
+    return (lag_ps >= lo) & (lag_ps <= hi)
+
+
+def fit_line(lag_ps: np.ndarray, msd_A2: np.ndarray, window: tuple[float, float] = (0.2, 0.8)
+             ) -> tuple[float, float]:
+    """(slope Å^2/ps, intercept Å^2) of a least-squares line MSD = slope t + b over ``window`` x max lag."""
+    sel = _window(lag_ps, window)
+    if sel.sum() < 2:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(lag_ps[sel], msd_A2[sel], 1)
+    return float(slope), float(intercept)
+
+
 def fit_slope(lag_ps: np.ndarray, msd_A2: np.ndarray, window: tuple[float, float] = (0.2, 0.8)) -> float:
     """D (Å^2/ps) = slope/6 of a least-squares line through MSD over ``window`` x max lag."""
-    lo, hi = window[0] * lag_ps[-1], window[1] * lag_ps[-1]
-    sel = (lag_ps >= lo) & (lag_ps <= hi)
+    return fit_line(lag_ps, msd_A2, window)[0] / 6.0
+
+
+#: Fickian range of the log-log slope beta (module docstring, criterion 1)
+LOG_SLOPE_RANGE = (0.8, 1.2)
+#: the MSD at the end of the fit window must reach this (Å^2; criterion 2)
+MIN_MSD_A2 = 1.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether an MSD curve is diffusive over a fit window, and the numbers that decided it."""
+
+    diffusive: bool
+    log_slope: float            #: beta = d ln MSD / d ln t over the window
+    msd_start_A2: float         #: MSD at the first lag of the window
+    msd_end_A2: float           #: MSD at the last lag of the window
+    intercept_A2: float         #: b of the line MSD = 6 D t + b
+    reason: str                 #: "" when diffusive, else the failed criteria
+
+
+def diffusive_verdict(lag_ps: np.ndarray, msd_A2: np.ndarray, window: tuple[float, float] = (0.2, 0.8)) -> Verdict:
+    """Apply the two criteria of the module docstring to one MSD curve (``lag_ps``, ``msd_A2``, each (L,))."""
+    sel = _window(lag_ps, window)
     if sel.sum() < 2:
-        return float("nan")
-    slope = np.polyfit(lag_ps[sel], msd_A2[sel], 1)[0]
-    return float(slope / 6.0)
+        return Verdict(False, np.nan, np.nan, np.nan, np.nan, f"fewer than 2 lags in the fit window ({int(sel.sum())})")
+    t, m = lag_ps[sel], msd_A2[sel]
+    beta = float(np.polyfit(np.log(t), np.log(m), 1)[0]) if np.all(m > 0) and t[0] > 0 else np.nan
+    _, b = fit_line(lag_ps, msd_A2, window)
+    failed = []
+    if not LOG_SLOPE_RANGE[0] <= beta <= LOG_SLOPE_RANGE[1]:
+        failed.append(f"log-log slope {beta:.2f} outside [{LOG_SLOPE_RANGE[0]:g}, {LOG_SLOPE_RANGE[1]:g}]")
+    if not m[-1] >= MIN_MSD_A2:
+        failed.append(f"MSD at window end {m[-1]:.3g} Å² < {MIN_MSD_A2:g} Å² (vibration-sized)")
+    return Verdict(not failed, beta, float(m[0]), float(m[-1]), b, "; ".join(failed))
 
 
 @dataclass(frozen=True)
 class Diffusion:
-    D_A2_ps: float
-    D_err_A2_ps: float          #: standard error from n_segments independent time segments
+    D_A2_ps: float              #: NaN unless ``diffusive``
+    D_err_A2_ps: float          #: standard error from n_segments independent time segments; NaN unless ``diffusive``
+    intercept_A2: float         #: b of the fitted line MSD = 6 D t + b (drawn in the plots)
+    diffusive: bool
+    log_slope: float
+    msd_start_A2: float
+    msd_end_A2: float
+    reason: str                 #: why not diffusive ("" when diffusive)
     window_ps: tuple[float, float]
     max_lag_frames: int
     n_segments: int
@@ -109,25 +198,27 @@ def diffusion_coefficient(traj, atom_indices: np.ndarray, window: tuple[float, f
 
     The window is a fraction of the max lag, which defaults to the length of one of
     ``n_segments`` equal time segments (T // n_segments - 1 frames): long lags have few
-    independent origins and would make D noisy.  Uncertainty: each segment gets its own MSD and a
-    fit over the same lag window; the error is std(D_k, ddof=1) / sqrt(n_segments), which
-    matches the scatter of the whole-trajectory estimate at these lags (checked in the tests).
-    It is NaN when a segment is shorter than the max lag or than 10 frames.  The straight-line
-    fit's own standard error is not used: MSD values at neighbouring lags are strongly
-    correlated, and it is far too small.
+    independent origins and would make D noisy.  D is NaN unless :func:`diffusive_verdict` says
+    the MSD is diffusive over the window.  Uncertainty: each segment gets its own MSD and a
+    fit over the same lag window; the error is std(D_k, ddof=1) / sqrt(n_segments), about 1.2x
+    the actual scatter of the whole-trajectory estimate (module docstring).  It is NaN when a
+    segment is shorter than the max lag or than 10 frames.
     """
     seg_len = traj.n_frames // max(n_segments, 1)
     if max_lag_frames is None:
         max_lag_frames = seg_len - 1 if n_segments >= 2 and seg_len >= 10 else traj.n_frames - 1
     lag, msd = compute_msd(traj, atom_indices, max_lag_frames, remove_com_drift)
-    d = fit_slope(lag, msd, window)
+    slope, _ = fit_line(lag, msd, window)
+    verdict = diffusive_verdict(lag, msd, window)
     err = float("nan")
-    if n_segments >= 2 and seg_len >= 10 and seg_len - 1 >= max_lag_frames:
+    if verdict.diffusive and n_segments >= 2 and seg_len >= 10 and seg_len - 1 >= max_lag_frames:
         ds = [fit_slope(*compute_msd(traj[k * seg_len : (k + 1) * seg_len], atom_indices, max_lag_frames,
                                      remove_com_drift), window) for k in range(n_segments)]
         err = float(np.std(ds, ddof=1) / np.sqrt(n_segments))
     span = (float(window[0] * lag[-1]), float(window[1] * lag[-1]))
-    return Diffusion(d, err, span, int(len(lag) - 1), n_segments, len(atom_indices))
+    d = slope / 6.0 if verdict.diffusive else float("nan")
+    return Diffusion(d, err, verdict.intercept_A2, verdict.diffusive, verdict.log_slope, verdict.msd_start_A2,
+                     verdict.msd_end_A2, verdict.reason, span, int(len(lag) - 1), n_segments, len(atom_indices))
 
 
 def diffusion_by_element(traj, **kwargs) -> dict[str, Diffusion]:

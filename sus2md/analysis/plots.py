@@ -55,23 +55,29 @@ def plot_rdfs(r_A: np.ndarray, rdfs: dict[str, np.ndarray], title: str, path: Pa
     return _save(fig, path)
 
 
-def plot_msd(curves: dict[str, tuple[np.ndarray, np.ndarray]], fits: dict[str, dict], title: str,
-             path: Path) -> Path:
-    """MSD per element with the fitted 6 D t line drawn over the fit window."""
+def msd_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], fits: dict[str, dict], title: str) -> Figure:
+    """MSD per element; where it is diffusive, the fitted line 6 D t + b (fitted intercept b)
+    dashed over exactly the lags it was fitted to, so it lies on the curve it came from."""
     fig = Figure(figsize=(6.4, 3.6))
     ax = fig.add_subplot()
     for el, (lag, msd) in curves.items():
-        line, = ax.plot(lag, msd, lw=1.0, label=el)
-        fit = fits.get(el)
-        if fit is not None and np.isfinite(fit["D_A2_ps"]):
-            t = np.linspace(*fit["window_ps"], 2)
-            intercept = np.interp(t[0], lag, msd) - 6 * fit["D_A2_ps"] * t[0]
-            ax.plot(t, intercept + 6 * fit["D_A2_ps"] * t, ls="--", color=line.get_color(), lw=1.5)
+        fit = fits.get(el) or {}
+        diffusive = bool(fit.get("diffusive")) and fit.get("D_A2_ps") is not None and np.isfinite(fit["D_A2_ps"])
+        line, = ax.plot(lag, msd, lw=1.0, label=el if diffusive or not fit else f"{el} (not diffusive)")
+        if diffusive:
+            t = np.asarray(fit["window_ps"], dtype=float)
+            ax.plot(t, 6 * fit["D_A2_ps"] * t + fit["intercept_A2"], ls="--", color=line.get_color(), lw=1.5)
     ax.set_xlabel("lag (ps)")
     ax.set_ylabel("MSD (Å²)")
-    ax.set_title(title + " (dashed: fit window)", fontsize="medium")
+    ax.set_title(title + " (dashed: fit 6Dt + b over its window)", fontsize="medium")
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return fig
+
+
+def plot_msd(curves: dict[str, tuple[np.ndarray, np.ndarray]], fits: dict[str, dict], title: str,
+             path: Path) -> Path:
+    """:func:`msd_figure` saved as a PNG."""
+    return _save(msd_figure(curves, fits, title), path)
 
 
 def plot_kappa(t_ps: np.ndarray, kappa: np.ndarray, value: float, title: str, path: Path) -> Path:
@@ -87,21 +93,26 @@ def plot_kappa(t_ps: np.ndarray, kappa: np.ndarray, value: float, title: str, pa
 
 
 def plot_arrhenius(series: dict[str, dict], path: Path) -> Path:
-    """ln D against 1000/T per element, with the fitted line where there is one."""
+    """D against 1000/T per element (diffusive runs only), with the fitted line over the
+    temperatures it was fitted to."""
     fig = Figure(figsize=(6.4, 3.6))
     ax = fig.add_subplot()
     for el, s in series.items():
-        t, d = np.asarray(s["T_K"], float), np.asarray(s["D_cm2_s"], float)
-        err = np.asarray(s["D_err_cm2_s"], float)
-        ok = d > 0
+        t = np.array([np.nan if v is None else v for v in s["T_K"]], float)
+        d = np.array([np.nan if v is None else v for v in s["D_cm2_s"]], float)
+        err = np.array([np.nan if v is None else v for v in s["D_err_cm2_s"]], float)
+        ok = (d > 0) & np.isfinite(t)
+        if not ok.any():
+            continue
         bars = ax.errorbar(1000 / t[ok], d[ok], yerr=np.nan_to_num(err[ok]), fmt="o", label=el, capsize=3)
         fit = s.get("arrhenius")
         if fit:
-            tt = np.linspace(t[ok].min(), t[ok].max(), 50)
+            tt = np.linspace(min(fit["T_K"]), max(fit["T_K"]), 50)
             ax.plot(1000 / tt, fit["D0_cm2_s"] * np.exp(-fit["Ea_eV"] / (KB_EV * tt)),
                     color=bars.lines[0].get_color(), lw=1.0)
     ax.set_yscale("log")
     ax.set_xlabel("1000 / T (1/K)")
     ax.set_ylabel("D (cm²/s)")
-    ax.legend(fontsize="small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
     return _save(fig, path)

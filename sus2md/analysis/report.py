@@ -1,14 +1,20 @@
 """``sus2md analyze``: one run directory (or several) -> plots, summary.json and report.md.
 
-Per run: thermo averages per stage (equilibration discarded, error bars by blocking), lattice
-parameters per stage, partial RDFs and their first peaks per dynamical stage, MSD and D per
-element per dynamical stage (>= ``MIN_MSD_FRAMES`` frames), and Green-Kubo kappa per stage of
-heat_flux.csv.  Across runs: D against T with an Arrhenius fit per element (each run's last
-stage with a D), and kappa mean +- standard error over runs at the same target temperature.
+Per run: thermo averages per stage (equilibration discarded, error bars by blocking, samples used
+of the total, stationarity flags), lattice parameters per stage, partial RDFs and their first
+peaks per dynamical stage, MSD per element per dynamical stage (>= ``MIN_MSD_FRAMES`` frames) with
+a D only where the MSD is diffusive, NPT checks (pressure on target, box moving, barostat
+acceptance), and Green-Kubo kappa per stage of heat_flux.csv.  Across runs: D against T with an
+Arrhenius fit per element over the runs where it is diffusive (each run's last stage with an
+MSD), and kappa mean +- standard error over runs at the same target temperature.
+
+Whatever makes a number untrustworthy (:mod:`sus2md.analysis.checks`) becomes a sentence in
+summary.json ``warnings``, in the Warnings section at the top of report.md, and a log record.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -16,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from sus2md.analysis import diffusion, greenkubo, plots, structure
+from sus2md.analysis import checks, diffusion, greenkubo, plots, structure
 from sus2md.analysis.markdown import run_report, runs_report
 from sus2md.analysis.rundir import RunData, load_run
 from sus2md.analysis.thermo import QUANTITIES, mean_and_sem, stage_averages
 from sus2md.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 MIN_MSD_FRAMES = 20
 LATTICE_KEYS = ("a_A", "b_A", "c_A", "alpha_deg", "beta_deg", "gamma_deg")
@@ -34,12 +42,16 @@ def analyze_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     traj = run.load_trajectory()
     symbols = [a.element.symbol for a in traj.topology.atoms]
+    stages = _stage_info(run)
+    ramps = [s["index"] for s in stages if s["temperature_ramp_K"] is not None]
     summary: dict[str, Any] = {
-        "run_dir": str(run.run_dir.resolve()), "n_atoms": traj.n_atoms, "n_frames": traj.n_frames,
+        "run_dir": str(run.run_dir.resolve()), "status": run.provenance.get("status"), "warnings": [],
+        "n_atoms": traj.n_atoms, "n_frames": traj.n_frames,
         "composition": {el: symbols.count(el) for el in dict.fromkeys(symbols)},
-        "stages": _stage_info(run), "thermo": stage_averages(run.thermo),
-        "lattice": {}, "rdf": {}, "diffusion": {}, "kappa": {}, "plots": [],
+        "stages": stages, "thermo": stage_averages(run.thermo, unchecked_stages=ramps),
+        "npt": {}, "lattice": {}, "rdf": {}, "diffusion": {}, "kappa": {}, "plots": [],
     }
+    _checks(run, summary)
     summary["plots"] += [plots.plot_thermo(run.thermo, q, out / f"thermo_{q}.png").name
                          for q in QUANTITIES if np.isfinite(run.thermo[q]).any()]
     frame_stage = run.frames["stage_index"].astype(int)
@@ -59,13 +71,29 @@ def analyze_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[
     return summary
 
 
+def _checks(run: RunData, summary: dict) -> None:
+    """Run status, thermo stationarity and NPT checks -> summary["warnings"] (and the log)."""
+    warnings = [w for w in [checks.run_status_warning(run.provenance)] if w]
+    warnings += checks.thermo_warnings(summary["thermo"])
+    for info in summary["stages"]:
+        if info["type"] != "npt" or not (run.thermo["stage_index"].astype(int) == info["index"]).any():
+            continue
+        thermo = next((e for e in summary["thermo"] if e["stage_index"] == info["index"]), {"averages": {}})
+        npt, found = checks.npt_checks(info, run.thermo, thermo["averages"].get("pressure_bar"))
+        summary["npt"][info["name"]] = npt
+        warnings += found
+    for w in warnings:
+        logger.warning("%s: %s", run.run_dir, w)
+    summary["warnings"] += warnings
+
+
 def _stage_info(run: RunData) -> list[dict]:
     out = []
     for i, s in enumerate(run.protocol.stages):
         info = {"index": i, "name": s.name, "type": s.type, "steps": getattr(s, "steps", None),
                 "timestep_fs": getattr(s, "timestep_fs", None), "temperature_K": getattr(s, "temperature_K", None),
                 "temperature_ramp_K": getattr(s, "temperature_ramp_K", None),
-                "pressure_bar": getattr(s, "pressure_bar", None)}
+                "pressure_bar": getattr(s, "pressure_bar", None), "barostat": getattr(s, "barostat", None)}
         out.append(info)
     return out
 
@@ -100,9 +128,12 @@ def _diffusion(sub, info: dict, summary: dict, out: Path) -> None:
     curves = {el: diffusion.compute_msd(sub, np.flatnonzero(symbols == el), d.max_lag_frames)
               for el, d in fits.items()}
     elements = {el: {**asdict(d), "D_cm2_s": d.D_cm2_s, "D_err_cm2_s": d.D_err_cm2_s} for el, d in fits.items()}
+    lo, hi = diffusion.LOG_SLOPE_RANGE
     summary["diffusion"][name] = {
         "n_frames": sub.n_frames, "temperature_K": _stage_temperature(info, summary), "elements": elements,
-        "method": "MSD fit over 20-80% of max lag (1/5 of the stage); error = SEM over 5 segments"}
+        "method": "MSD fit over 20-80% of max lag (1/5 of the stage); error = SEM over 5 segments; "
+                  f"D only where diffusive: log-log slope in [{lo:g}, {hi:g}], MSD at window end >= "
+                  f"{diffusion.MIN_MSD_A2:g} Å²"}
     summary["plots"].append(plots.plot_msd(curves, elements, f"MSD, {name}", out / f"msd_{name}.png").name)
 
 
@@ -160,10 +191,14 @@ def analyze_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, A
     out.mkdir(parents=True, exist_ok=True)
     runs = [analyze_run(d, out / f"run{i:02d}_{Path(d).resolve().name}") for i, d in enumerate(run_dirs)]
     series = _diffusion_series(runs)
+    warnings = [f"{Path(r['run_dir']).name}: {w}" for r in runs for w in r["warnings"]]
+    for w in _series_warnings(series):
+        logger.warning("%s", w)
+        warnings.append(w)
     summary: dict[str, Any] = {
-        "runs": [{"run_dir": r["run_dir"], "analysis_dir": f"run{i:02d}_{Path(r['run_dir']).name}"}
-                 for i, r in enumerate(runs)],
-        "diffusion_vs_T": series, "kappa_vs_T": _kappa_groups(runs), "plots": [],
+        "runs": [{"run_dir": r["run_dir"], "analysis_dir": f"run{i:02d}_{Path(r['run_dir']).name}",
+                  "status": r["status"], "n_warnings": len(r["warnings"])} for i, r in enumerate(runs)],
+        "warnings": warnings, "diffusion_vs_T": series, "kappa_vs_T": _kappa_groups(runs), "plots": [],
     }
     if series:
         summary["plots"].append(plots.plot_arrhenius(series, out / "arrhenius.png").name)
@@ -174,6 +209,8 @@ def analyze_runs(run_dirs: list[str | Path], out_dir: str | Path) -> dict[str, A
 
 
 def _diffusion_series(runs: list[dict]) -> dict[str, dict]:
+    """Per element: T, D (None where not diffusive), its error and the verdict of each run's last
+    stage with an MSD; an Arrhenius fit over the diffusive runs, or ``arrhenius_skipped`` saying why not."""
     series: dict[str, dict] = {}
     for run in runs:
         stages = [s for s in run["diffusion"].values() if "elements" in s]
@@ -181,18 +218,38 @@ def _diffusion_series(runs: list[dict]) -> dict[str, dict]:
             continue
         last = stages[-1]
         for el, d in last["elements"].items():
-            s = series.setdefault(el, {"T_K": [], "D_cm2_s": [], "D_err_cm2_s": []})
+            s = series.setdefault(el, {"T_K": [], "D_cm2_s": [], "D_err_cm2_s": [], "diffusive": [], "run_dir": []})
             s["T_K"].append(last["temperature_K"])
-            s["D_cm2_s"].append(d["D_cm2_s"])
-            s["D_err_cm2_s"].append(np.nan if d["D_err_cm2_s"] is None else d["D_err_cm2_s"])
+            s["D_cm2_s"].append(d["D_cm2_s"] if d["diffusive"] else None)
+            s["D_err_cm2_s"].append(d["D_err_cm2_s"] if d["diffusive"] else None)
+            s["diffusive"].append(bool(d["diffusive"]))
+            s["run_dir"].append(run["run_dir"])
     for s in series.values():
-        s["arrhenius"] = None
-        positive = {t for t, d in zip(s["T_K"], s["D_cm2_s"]) if d is not None and d > 0}
-        if len(positive) >= 2:
-            fit = diffusion.fit_arrhenius(s["T_K"], np.array(s["D_cm2_s"], float), np.array(s["D_err_cm2_s"], float))
-            s["arrhenius"] = {"Ea_eV": fit.Ea_eV, "Ea_err_eV": fit.Ea_err_eV, "D0_cm2_s": fit.D0,
-                              "D0_err_cm2_s": fit.D0_err, "n_points": fit.n_points}
+        s["arrhenius"], s["arrhenius_skipped"] = _arrhenius(s)
     return series
+
+
+def _arrhenius(s: dict) -> tuple[dict | None, str | None]:
+    use = [i for i, ok in enumerate(s["diffusive"]) if ok and s["T_K"][i] is not None and s["D_cm2_s"][i] > 0]
+    temps = {s["T_K"][i] for i in use}
+    if len(temps) < 2:
+        return None, (f"diffusive in {len(use)} of {len(s['T_K'])} runs"
+                      + (f" (all at {temps.pop():g} K)" if temps else "") + "; an Arrhenius fit needs two temperatures")
+    fit = diffusion.fit_arrhenius(*(np.array([np.nan if s[key][i] is None else s[key][i] for i in use], float)
+                                    for key in ("T_K", "D_cm2_s", "D_err_cm2_s")))
+    return {"Ea_eV": fit.Ea_eV, "Ea_err_eV": fit.Ea_err_eV, "D0_cm2_s": fit.D0, "D0_err_cm2_s": fit.D0_err,
+            "n_points": fit.n_points, "T_K": sorted(temps)}, None
+
+
+def _series_warnings(series: dict[str, dict]) -> list[str]:
+    """A fit that leaves some runs out says so (a fit over none is only a note in the report)."""
+    out = []
+    for el, s in series.items():
+        left_out = [f"{t:g} K" for t, ok in zip(s["T_K"], s["diffusive"], strict=True) if not ok and t is not None]
+        if s["arrhenius"] and left_out:
+            out.append(f"{el}: Arrhenius fit over {s['arrhenius']['n_points']} of {len(s['T_K'])} runs; "
+                       f"not diffusive at {', '.join(left_out)}")
+    return out
 
 
 def _kappa_groups(runs: list[dict]) -> list[dict]:

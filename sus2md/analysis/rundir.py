@@ -8,7 +8,10 @@ RUN_DIR/frames.csv        frame,stage_index,stage,step,time_ps        (one row p
 RUN_DIR/thermo.csv        step,time_ps,stage_index,stage,potential_energy_eV,kinetic_energy_eV,
                           total_energy_eV,temperature_K,volume_A3,density_g_cm3,pressure_bar,
                           atom_steps_per_s                             (empty cell = undefined)
-RUN_DIR/provenance.json   free-form
+                          optional: {volume,axis,shear}_moves_{accepted,attempted}, Monte Carlo
+                          barostat moves since the start of the stage (empty where the stage's
+                          barostat makes no such move; absent in older run directories)
+RUN_DIR/provenance.json   free-form; "status" (completed, interrupted, failed: ..., running) is read
 RUN_DIR/heat_flux.csv     optional: step,time_ps,stage_index,Jx,Jy,Jz  (eV*Å/ps; more columns allowed)
 ```
 Extra columns are allowed everywhere; a missing file or column is a :class:`UsageError`

@@ -14,18 +14,44 @@ repeatedly; the naive standard error of the block means grows with block size B 
 longer than the correlation time, then plateaus at the true one.  The plateau is chosen by the
 criterion of Lee, Needs & Drummond (PRB 84, 245117 (2011)): the smallest B with
 B^3 > 2 N (SE_B / SE_1)^4, as pyblock does.
+
+These estimators are pymbar's (``pymbar.timeseries``), rewritten in a few vectorised lines: g
+agrees with pymbar 4 to round-off and t0 to a few samples (tests/unit/test_analysis_thermo.py);
+importing pymbar would add a dependency that prints a banner to stdout.
+
+**Is the mean an equilibrium average?**  Two checks per series, reported as ``flags``:
+
+* *mostly discarded*: equilibration detection threw away more than ``MAX_DISCARD_FRACTION`` = 50 %
+  of the stage.  The mean then describes only the tail, and the stage was too short or never
+  equilibrated.
+* *drifting*: a least-squares line x = a + s t through the samples used has a slope s that is
+  significant at the level of a ``DRIFT_SIGMAS`` = 3 sigma normal test (p = 0.0027, two-sided),
+  with the slope's error inflated by the statistical inefficiency g of the residuals and a
+  Student-t quantile for their N/g - 2 degrees of freedom (a short, strongly correlated series
+  has few independent samples and needs more than 3 sigma), and the trend over the span,
+  s * span, is larger than the error bar of the mean.  When more than half the stage was
+  discarded, the same test runs over the whole stage (a steady drift is what makes Chodera's t0
+  keep only the last few samples), and the flag gives the change over the stage.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats as spstats
 
 from sus2md.analysis.rundir import THERMO_COLUMNS, Table, read_csv
 
 QUANTITIES = ("temperature_K", "potential_energy_eV", "kinetic_energy_eV", "total_energy_eV",
               "volume_A3", "density_g_cm3", "pressure_bar")
+UNITS = {"temperature_K": "K", "potential_energy_eV": "eV", "kinetic_energy_eV": "eV", "total_energy_eV": "eV",
+         "volume_A3": "Å³", "density_g_cm3": "g/cm³", "pressure_bar": "bar"}
+MAX_DISCARD_FRACTION = 0.5
+DRIFT_SIGMAS = 3.0
+#: fewer samples than this get no stationarity checks (a slope and a g need some data)
+MIN_CHECK_SAMPLES = 10
 
 
 def load_thermo(path: str | Path) -> Table:
@@ -119,24 +145,83 @@ def mean_and_sem(x: np.ndarray, detect_equilibrium: bool = True) -> dict[str, fl
     """Mean and standard error of a series, NaNs dropped, after discarding its equilibration.
 
     The error is the block-averaging plateau when blocking converges, else std * sqrt(g / N)
-    from the statistical inefficiency (``method`` says which).
+    from the statistical inefficiency (``method`` says which).  ``n`` samples were used of
+    ``n_total``; ``t0`` were discarded.
     """
     x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     if len(x) == 0:
-        return {"mean": np.nan, "sem": np.nan, "n": 0, "t0": 0, "n_eff": 0.0, "method": "none"}
+        return {"mean": np.nan, "sem": np.nan, "n": 0, "n_total": 0, "t0": 0, "n_eff": 0.0, "method": "none"}
     eq = detect_equilibration(x) if detect_equilibrium else Equilibration(0, statistical_inefficiency(x), 0)
     y = x[eq.t0:]
     g = statistical_inefficiency(y)
-    out = {"mean": float(np.mean(y)), "n": len(y), "t0": eq.t0, "n_eff": float(len(y) / g)}
+    out = {"mean": float(np.mean(y)), "n": len(y), "n_total": len(x), "t0": eq.t0, "n_eff": float(len(y) / g)}
     if len(y) >= 4 and (blocks := block_average(y)).converged:
         return {**out, "sem": blocks.sem, "method": "blocking"}
     sem = float(np.std(y, ddof=1) * np.sqrt(g / len(y))) if len(y) > 1 else np.nan
     return {**out, "sem": sem, "method": "statistical inefficiency"}
 
 
-def stage_averages(thermo: Table, quantities: tuple[str, ...] = QUANTITIES) -> list[dict]:
-    """Per stage (in order of appearance): time span, sample count and mean_and_sem per quantity.
+@dataclass(frozen=True)
+class Drift:
+    slope: float       #: per unit of ``t``
+    slope_err: float   #: standard error, inflated by sqrt(g) of the residuals
+    change: float      #: slope * (t[-1] - t[0]): the trend over the span
+    sigmas: float      #: |slope| / slope_err
+    n_eff: float       #: N / g of the residuals
+
+    @property
+    def significant(self) -> bool:
+        """|slope| beyond the two-sided Student-t quantile (n_eff - 2 dof) of a 3-sigma normal test."""
+        p = 2.0 * spstats.norm.sf(DRIFT_SIGMAS)
+        return bool(self.sigmas > spstats.t.isf(p / 2.0, max(self.n_eff - 2.0, 1.0)))
+
+
+def linear_drift(t: np.ndarray, x: np.ndarray) -> Drift:
+    """Least-squares trend of ``x`` against ``t`` (each (N,), N >= 3) with an error that counts
+    correlated samples once per statistical inefficiency of the residuals."""
+    t, x = np.asarray(t, dtype=float), np.asarray(x, dtype=float)
+    slope, intercept = np.polyfit(t, x, 1)
+    resid = x - (slope * t + intercept)
+    g = statistical_inefficiency(resid)
+    sxx = float(np.sum((t - t.mean()) ** 2))
+    var = float(np.sum(resid**2) / (len(x) - 2)) * g
+    err = float(np.sqrt(var / sxx)) if sxx > 0 else np.nan
+    sigmas = abs(slope) / err if err > 0 else (np.inf if slope != 0 else 0.0)
+    return Drift(float(slope), err, float(slope * (t[-1] - t[0])), float(sigmas), len(x) / g)
+
+
+def stationarity_flags(t: np.ndarray, x: np.ndarray, result: dict, unit: str = "") -> list[str]:
+    """The module docstring's checks on a series ``x`` sampled at ``t`` (each (N,)), given its
+    :func:`mean_and_sem` ``result``: [] when the mean looks like an equilibrium average."""
+    ok = np.isfinite(x)
+    t, x = np.asarray(t, dtype=float)[ok], np.asarray(x, dtype=float)[ok]
+    n, t0 = len(x), int(result["t0"])
+    if n < MIN_CHECK_SAMPLES or np.ptp(x) <= 1e-9 * abs(result["mean"]):
+        return []   # too short to judge, or constant up to round-off (an NVT volume)
+    flags = []
+    mostly_discarded = t0 / n > MAX_DISCARD_FRACTION
+    if mostly_discarded:
+        flags.append(f"equilibration discarded {t0} of {n} samples ({100 * t0 / n:.0f}%)")
+    # a trend smaller than the error bar changes nothing
+    floor = result["sem"] if np.isfinite(result["sem"]) else 0.0
+    unit = f" {unit}" if unit else ""
+    candidates = [(t0, f"over the {n - t0} samples used")] + ([(0, "over the stage")] if mostly_discarded else [])
+    for start, where in candidates:
+        if n - start < MIN_CHECK_SAMPLES:
+            continue
+        drift = linear_drift(t[start:], x[start:])
+        if drift.significant and abs(drift.change) > floor:
+            sigmas = f"{drift.sigmas:.0f}σ" if drift.sigmas < 1e3 else ">1000σ"
+            flags.append(f"drifting: {drift.change:+.3g}{unit} {where} ({sigmas})")
+            break
+    return flags
+
+
+def stage_averages(thermo: Table, quantities: tuple[str, ...] = QUANTITIES,
+                   unchecked_stages: Collection[int] = ()) -> list[dict]:
+    """Per stage (in order of appearance): time span, sample count and mean_and_sem per quantity,
+    with :func:`stationarity_flags` as ``flags`` (empty for ``unchecked_stages``, e.g. ramps).
 
     Each stage's own equilibration is detected and discarded per quantity (``t0`` is in samples
     of that stage).  Quantities that are all-NaN in a stage (e.g. pressure) are omitted.
@@ -151,7 +236,9 @@ def stage_averages(thermo: Table, quantities: tuple[str, ...] = QUANTITIES) -> l
         for q in quantities:
             values = thermo.get(q)
             if values is not None and np.isfinite(values[rows]).any():
-                entry["averages"][q] = mean_and_sem(values[rows])
+                result = mean_and_sem(values[rows])
+                flags = ([] if idx in unchecked_stages
+                         else stationarity_flags(time, values[rows], result, UNITS.get(q, "")))
+                entry["averages"][q] = {**result, "flags": flags}
         out.append(entry)
     return out
-
