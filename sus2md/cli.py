@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "sus2md.commands.interop",
     "sus2md.commands.reliability",
     "sus2md.commands.bench",
+    "sus2md.commands.schema",
 )
 
 _DEBUG = {"on": False}

@@ -153,7 +153,7 @@ class MinimizeStage(_Frozen):
 
     #: stage type
     type: Literal["minimize"]
-    #: stage name in logs and files; default stage<i>_<type> (i = position in stages)
+    #: stage name in logs and files; default ``stage<i>_<type>`` (i = position in stages)
     name: str | None = None
     #: converged when the root-mean-square force component is below this (OpenMM's tolerance)
     tolerance_kJ_mol_nm: Annotated[Float, Field(gt=0)] = 10.0
@@ -164,7 +164,7 @@ class MinimizeStage(_Frozen):
 
 
 class _Dynamics(_Frozen):
-    #: stage name in logs and files; default stage<i>_<type> (i = position in stages)
+    #: stage name in logs and files; default ``stage<i>_<type>`` (i = position in stages)
     name: str | None = None
     #: number of MD steps; give steps or duration_ps
     steps: Annotated[Int, Field(ge=0)] | None = None
@@ -296,7 +296,7 @@ class Protocol(_Frozen):
     dtype: Literal["float32", "float64"] = "float64"
     #: auto: the fastest backend that works for the model and platform (see sus2md.engine.force)
     backend: Literal["auto", "torch", "python", "compiled"] = "auto"
-    #: threads for torch and OpenMM's CPU platform; None: the cores this process may use
+    #: threads for torch and OpenMM's CPU platform; null: the cores this process may use
     threads: PositiveInt | None = None
     #: capture the model in a CUDA graph (backend torch on the CUDA platform only)
     cuda_graphs: Bool = False

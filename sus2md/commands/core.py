@@ -85,15 +85,33 @@ def _write_predictions(path: Path, frames, preds) -> None:
         raise UsageError(f"cannot write predictions to {path}: {e}") from None
 
 
-def info(model: Path = typer.Argument(..., help="Model file (.mtp).")) -> None:
+def info(
+    model: Path = typer.Argument(..., help="Model file (.mtp)."),
+    species: Optional[str] = typer.Option(None, help="Element symbols of the model's species in type order, e.g. Cu,Se (checked against the model; for a .mtp that names none)."),
+) -> None:
     """Species count, L, K, scaling map, cutoff and parameter counts of MODEL."""
+    from sus2md.io.cfg import _species_numbers
     from sus2md.io.mtp import read_mtp
 
     m = read_mtp(model)
+    names = _species_opt(species)
+    if names is not None:
+        _species_numbers(names)
+        if len(names) != m.species_count:
+            raise UsageError(f"{len(names)} species names given ({', '.join(names)}) but {model} has "
+                             f"{m.species_count} species")
     L1 = m.L + 1
+    if names is not None:
+        stored = f"; the file says {', '.join(m.species_names)}" if m.species_names and m.species_names != names else ""
+        named = f" ({', '.join(names)}: from --species{stored})"
+    elif m.species_names:
+        named = f" ({', '.join(m.species_names)})"
+    else:
+        named = (" (element names not stored: give them with --species Cu,Se in type order, here and to eval, "
+                 "compile, grade, select; model.species in a protocol)")
     typer.echo(f"model        {model}")
     typer.echo(f"name         {m.potential_name}")
-    typer.echo(f"species      {m.species_count}" + (f" ({', '.join(m.species_names)})" if m.species_names else " (element names not stored: pass --species)"))
+    typer.echo(f"species      {m.species_count}{named}")
     typer.echo(f"basis        L={m.L}, K={m.radial_funcs_count // L1} (l{m.L}k{m.radial_funcs_count // L1}), {len(m.alpha_moment_mapping)} scalar moments, {len(m.alpha_index_times)} contractions")
     typer.echo(f"radial       {m.radial_basis_type}, R={m.radial_basis_size}, scaling_map={m.scaling_map} ({m.n_blocks} blocks), cutoff {m.max_dist} Å")
     typer.echo(f"trained      {'yes' if m.is_trained else 'no (untrained)'}")

@@ -22,17 +22,34 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """A new model (L, K, ...) or ``init_from`` an existing ``.mtp`` (fine-tuning)."""
+    """The model to train (``model:``): a new one (``L``, ``K``, ``R``, ``cutoff_A``, ``species``,
+    ``scaling_map``), or ``init_from`` an existing ``.mtp``.
 
-    L: int = Field(2, ge=0, le=6)
-    K: int = Field(3, ge=1, le=8)
+    ``init_from`` links ``sus2md init`` to ``sus2md train``: ``sus2md init --L 2 --K 3 --species
+    Al,Ni,Cu --cutoff 5.0 -o untrained.mtp`` writes an untrained model with the published basis
+    and its element names, and ``model: {init_from: untrained.mtp}`` trains it like a new model
+    (coefficients seeded from ``optimizer.seed``, then Rescale, random sampling and the linear
+    solve).  A trained ``.mtp`` as ``init_from`` is fine-tuned: its coefficients are the start
+    (no random sampling; Rescale if ``optimizer.rescale``, then the linear solve), and with
+    validation data the best validation check is kept, the start included.  With ``init_from``
+    the basis (``L``, ``K``, ``R``, ``cutoff_A``, ``scaling_map``) comes from the file: leave
+    those keys out (a value that disagrees with the file is an error); ``species`` is needed only
+    when the file names no elements (the authors' files).
+    """
+
+    L: int = Field(2, ge=0, le=6, description="maximal tensor rank of the moments (the published bases: 2 or 3)")
+    K: int = Field(3, ge=1, le=8, description="number of radial channels")
     R: int = Field(8, ge=2, le=30, description="Chebyshev terms per radial function")
-    cutoff_A: float = Field(5.0, gt=0)
-    species: Optional[list[str]] = Field(None, description="element symbols in type order")
-    scaling_map: Literal["K", "L", "LK"] = "K"
-    init_from: Optional[Path] = Field(None, description="existing .mtp to fine-tune")
+    cutoff_A: float = Field(5.0, gt=0, description="cutoff radius")
+    species: Optional[list[str]] = Field(None, description="element symbols in type order (type k = species[k]); "
+                                                           "required for a new model")
+    scaling_map: Literal["K", "L", "LK"] = Field("K", description="how the radial scaling parameters (alpha, r0) "
+                                                                 "are shared: per radial channel K, per rank L, or both")
+    init_from: Optional[Path] = Field(None, description="existing .mtp to start from: untrained (from `sus2md init`) "
+                                                        "or trained (fine-tuning); see above")
     freeze_scaling: bool = Field(False, description="keep alpha, r0 fixed (the authors' --fine-tune)")
-    dtype: Literal["float64", "float32"] = "float64"
+    dtype: Literal["float64", "float32"] = Field("float64", description="precision of training (float32 is about "
+                                                                        "2x faster for Adam)")
 
     @model_validator(mode="after")
     def _need_species(self) -> "ModelSpec":
@@ -42,50 +59,67 @@ class ModelSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    train: Path
-    validation: Optional[Path] = None
-    test: Optional[Path] = None
+    """Labelled configurations (``data:``): ``.cfg`` files or anything ASE reads (extxyz, ...);
+    elements map to types through ``model.species``."""
+
+    train: Path = Field(description="training set")
+    validation: Optional[Path] = Field(None, description="validation set (early stopping, the best model is kept)")
+    test: Optional[Path] = Field(None, description="test set (final metrics only)")
     validation_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="split from train when no validation file")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the validation split and of max_train")
     max_train: Optional[int] = Field(None, ge=1, description="use only the first N training configs (after shuffling)")
     batch_atoms: int = Field(4000, ge=1, description="atoms per cached mini-batch graph")
 
 
 class LossSpec(_Strict):
-    energy_weight: float = Field(1.0, ge=0)
-    force_weight: float = Field(0.01, ge=0)
-    stress_weight: float = Field(0.001, ge=0)
+    """Weights of the loss (``loss:``).  Per configuration of N atoms,
+    ``L_c = w_E (E - E_ref)² / N + w_F Σ_i |F_i - F_i,ref|² + w_S ||W - W_ref||² / N`` (eV, eV/Å,
+    virial W in eV over its 9 components), averaged over configurations; a missing label drops
+    its term (SPEC-sus2 8.1)."""
+
+    energy_weight: float = Field(1.0, ge=0, description="w_E, the weight of the energy term")
+    force_weight: float = Field(0.01, ge=0, description="w_F, the weight of the force term")
+    stress_weight: float = Field(0.001, ge=0, description="w_S, the weight of the virial (stress) term")
 
 
 class OptimizerSpec(_Strict):
+    """The optimizer (``optimizer:``): L-BFGS full-batch steps or Adam mini-batch steps,
+    alternating with the exact linear solve of the moment coefficients."""
+
     kind: Literal["lbfgs", "adam"] = Field("lbfgs", description="lbfgs: full batch; adam: mini-batch steps")
-    max_steps: int = Field(200, ge=0)
-    max_time_min: Optional[float] = Field(None, gt=0)
+    max_steps: int = Field(200, ge=0, description="optimizer steps at most")
+    max_time_min: Optional[float] = Field(None, gt=0, description="wall-clock limit, pre-training included; "
+                                                                  "null: none")
     lr: float = Field(1.0, gt=0, description="L-BFGS step scale or Adam learning rate")
     lr_final: float = Field(0.01, ge=0, le=1, description="Adam: final learning rate as a fraction of lr (cosine)")
     batches_per_step: int = Field(1, ge=1, description="Adam: cached batches (data.batch_atoms each) per step")
-    history_size: int = Field(50, ge=1)
-    linear_solve_every: int = Field(25, ge=0, description="0 = only before the first step")
+    history_size: int = Field(50, ge=1, description="L-BFGS: number of stored curvature pairs")
+    linear_solve_every: int = Field(25, ge=0, description="steps between linear solves; 0 = only before the first step")
     linear_subset: Optional[int] = Field(None, ge=1, description="configs (seeded random batches) used by TrainLinear; default all")
     train_species_coeffs: bool = Field(False, description="optimise the species coefficients c_t too (TrainLinear keeps them)")
     rescale: bool = Field(True, description="Rescale the global scaling before training (SPEC 8.3)")
     random_samples: int = Field(4, ge=0, description="random redraws of the nonlinear block at the start")
     init_subset: int = Field(40, ge=1, description="configs used by Rescale / random sampling")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the starting coefficients, random sampling and mini-batch order")
 
 
 class EarlyStoppingSpec(_Strict):
-    patience: Optional[int] = Field(None, ge=1, description="validation checks without improvement")
-    validate_every: int = Field(10, ge=1)
+    """Validation checks (``early_stopping:``); they need validation data."""
+
+    patience: Optional[int] = Field(None, ge=1, description="stop after this many validation checks without "
+                                                            "improvement; null: never")
+    validate_every: int = Field(10, ge=1, description="a validation check every this many steps")
 
 
 class OutputSpec(_Strict):
-    model: Path = Path("trained.mtp")
-    checkpoint: Optional[Path] = None
-    log_json: Optional[Path] = None
-    log_csv: Optional[Path] = None
-    checkpoint_every: int = Field(20, ge=1)
-    progress: bool = True
+    """Files written (``output:``); relative paths are relative to the config file's directory."""
+
+    model: Path = Field(Path("trained.mtp"), description="the trained model (.mtp)")
+    checkpoint: Optional[Path] = Field(None, description="checkpoint for --resume; default: model with .ckpt.pt")
+    log_json: Optional[Path] = Field(None, description="config, metrics and history; default: model with .log.json")
+    log_csv: Optional[Path] = Field(None, description="history table; default: model with .log.csv")
+    checkpoint_every: int = Field(20, ge=1, description="a checkpoint every this many steps")
+    progress: bool = Field(True, description="progress bar on stderr")
 
     @field_validator("model")
     @classmethod
@@ -96,13 +130,15 @@ class OutputSpec(_Strict):
 
 
 class TrainConfig(_Strict):
-    model: ModelSpec
-    data: DataSpec
-    loss: LossSpec = LossSpec()
-    optimizer: OptimizerSpec = OptimizerSpec()
-    early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
-    output: OutputSpec = OutputSpec()
-    threads: Optional[int] = Field(None, ge=1)
+    """A ``sus2md train`` config file."""
+
+    model: ModelSpec = Field(description="the model to train")
+    data: DataSpec = Field(description="labelled data")
+    loss: LossSpec = Field(LossSpec(), description="loss weights")
+    optimizer: OptimizerSpec = Field(OptimizerSpec(), description="optimizer and pre-training")
+    early_stopping: EarlyStoppingSpec = Field(EarlyStoppingSpec(), description="validation checks")
+    output: OutputSpec = Field(OutputSpec(), description="output files")
+    threads: Optional[int] = Field(None, ge=1, description="torch threads; null: torch's default")
 
     @model_validator(mode="after")
     def _defaults(self) -> "TrainConfig":

@@ -49,6 +49,7 @@ def build_mtp(cfg: TrainConfig) -> tuple[MTPFile, list[str]]:
     spec = cfg.model
     if spec.init_from is not None:
         mtp = read_mtp(spec.init_from)
+        _same_basis(spec, mtp)
         names = spec.species or mtp.species_names
         if not names:
             raise ConfigError(f"model.species: {spec.init_from} does not name its elements; list them in type order")
@@ -63,6 +64,16 @@ def build_mtp(cfg: TrainConfig) -> tuple[MTPFile, list[str]]:
     if not mtp.is_trained:
         mtp = init_coefficients(mtp, cfg.optimizer.seed)
     return mtp, list(mtp.species_names)
+
+
+def _same_basis(spec, mtp: MTPFile) -> None:
+    """Basis keys given next to ``init_from`` must match the file (they cannot change it)."""
+    in_file = {"L": mtp.L, "K": mtp.radial_funcs_count // (mtp.L + 1), "R": mtp.radial_basis_size,
+               "cutoff_A": float(mtp.max_dist), "scaling_map": mtp.scaling_map}
+    for key in sorted(spec.model_fields_set & set(in_file)):
+        if getattr(spec, key) != in_file[key]:
+            raise ConfigError(f"model.{key}: {getattr(spec, key)} but init_from {spec.init_from} has {key} = "
+                              f"{in_file[key]}; the basis comes from the file, leave {key} out")
 
 
 def _check_training_set(cfg: TrainConfig, tr: list, va: list) -> None:

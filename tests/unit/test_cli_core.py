@@ -46,3 +46,24 @@ def test_cli_errors_are_one_line_with_exit_code(tmp_path, args, code, message):
 def test_debug_shows_traceback(tmp_path):
     r = sus2md("--debug", "info", "missing.mtp", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_info_species_option(tmp_path, capsys):
+    """`info` names the species from the file, from --species, or says how to give them."""
+    from sus2md.cli import main
+    from sus2md.io.mtp import read_mtp, write_mtp
+
+    main(["init", "--L", "2", "--K", "1", "--species", "Cu,Se", "-o", str(tmp_path / "u.mtp")])
+    m = read_mtp(tmp_path / "u.mtp")
+    m.species_names = None
+    write_mtp(m, tmp_path / "anon.mtp")
+    capsys.readouterr()
+    main(["info", str(tmp_path / "anon.mtp")])
+    assert "species      2 (element names not stored: give them with --species" in capsys.readouterr().out
+    main(["info", str(tmp_path / "anon.mtp"), "--species", "Cu,Se"])
+    assert "species      2 (Cu, Se: from --species)" in capsys.readouterr().out
+    main(["info", str(tmp_path / "u.mtp"), "--species", "Se,Cu"])
+    assert "species      2 (Se, Cu: from --species; the file says Cu, Se)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["info", str(tmp_path / "u.mtp"), "--species", "Cu"])
+    assert exc.value.code == 2 and "1 species names given (Cu) but" in capsys.readouterr().err

@@ -91,6 +91,31 @@ def test_finetune_needs_species_names(tmp_path, trained):
 
 
 
+def test_init_then_train_through_init_from(tmp_path, capsys):
+    """The documented link (docs/training.md, README Training): `sus2md init` writes an untrained
+    model with its element names; `init_from` trains it with no species or basis keys."""
+    from sus2md.cli import main
+    from sus2md.train.config import config_from_dict
+
+    main(["init", "--L", "2", "--K", "1", "--species", ",".join(SPECIES), "--cutoff", "4.2",
+          "--radial-basis-size", "5", "-o", str(tmp_path / "untrained.mtp")])
+    assert not read_mtp(tmp_path / "untrained.mtp").is_trained
+    d = {"model": {"init_from": str(tmp_path / "untrained.mtp")},
+         "data": {"train": str(DATA), "batch_atoms": 48},
+         "optimizer": {"max_steps": 2, "linear_solve_every": 1, "random_samples": 1, "init_subset": 4},
+         "output": {"model": str(tmp_path / "m.mtp"), "progress": False}, "threads": 1}
+    res = train_model(config_from_dict(d))
+    out = read_mtp(tmp_path / "m.mtp")
+    assert out.is_trained and out.species_names == SPECIES and (out.L, out.radial_basis_size) == (2, 5)
+    assert res.metrics["train"]["all"]["E_rmse"] < 1e3
+    from sus2md.errors import ConfigError
+
+    d["model"]["K"] = 3
+    with pytest.raises(ConfigError, match=r"model\.K: 3 but init_from .*untrained\.mtp has K = 1; the basis comes "
+                                          r"from the file, leave K out"):
+        train_model(config_from_dict(d))
+
+
 ADAM = dict(optimizer__kind="adam", optimizer__lr=0.005, optimizer__batches_per_step=2, optimizer__linear_solve_every=0,
             optimizer__train_species_coeffs=True, data__batch_atoms=16, data__validation_fraction=0.0)
 
