@@ -50,7 +50,11 @@ def run(
         typer.echo(f"{run_dir}: {result.status} at step {result.global_step}: {result.frames} frames, "
                    f"{result.thermo_rows} thermo rows, {result.wall_time_s:.1f} s")
         if result.status == "interrupted":
-            typer.echo(f"interrupted; continue with: sus2md run {protocol} --out {run_dir} --resume", err=True)
+            import shlex  # the hint repeats every option the resumed run must match (or that picks its replica)
+
+            again = {"--out": run_dir, "--replica": k, "--steps": steps, "--platform": platform, "--threads": threads}
+            opts = " ".join(f"{o} {shlex.quote(str(v))}" for o, v in again.items() if v is not None)
+            typer.echo(f"interrupted; continue with: sus2md run {shlex.quote(str(protocol))} {opts} --resume", err=True)
             # SystemExit, not typer.Exit: cli.main runs click with standalone_mode=False, which turns
             # an Exit into a return value that main() drops
             raise SystemExit(result.exit_code)
