@@ -53,7 +53,7 @@ def bench(
 ) -> None:
     """Atom-steps/s of energy+forces and of OpenMM MD vs size, precision, backend, threads, device."""
     from sus2md.bench import throughput as lib
-    from sus2md.io.structures import read_structure
+    from sus2md.io.structures import read_structure, validate_structure
     from sus2md.model import load_model
 
     cfg = lib.BenchConfig(sizes=_list(sizes, int, "sizes"), dtypes=_list(dtypes), backends=_list(backends),
@@ -67,6 +67,12 @@ def bench(
         raise UsageError(f"{model_path} names no elements; pass --species (element symbols in type order)")
     sp = list(pot.species_names)
     atoms = read_structure(structure, species=sp) if structure is not None else None
+    if atoms is not None:
+        validate_structure(atoms, source=structure.name)
+    for out in (json_out, markdown):  # before the timing, which may take long
+        if out is not None and (out.is_dir() or not out.parent.is_dir()):
+            raise UsageError(f"cannot write {out}: " + ("it is a directory" if out.is_dir() else
+                                                        f"{out.parent} is not a directory"))
     machine = lib.machine_info()
     base = f"base cell {len(atoms)} atoms" if atoms is not None else "random fcc alloys of its species"
     typer.echo(f"{machine['cpu_model']}, {machine['logical_cores']} cores, load {machine['loadavg']}; "
@@ -85,12 +91,13 @@ def bench(
     report["machine"]["loadavg_end"] = lib.machine_info()["loadavg"]
     md = lib.to_markdown(report)
     typer.echo(md)
-    if json_out:
-        json_out.write_text(json.dumps(report, indent=1))
-        typer.echo(f"JSON written to {json_out}")
-    if markdown:
-        markdown.write_text(md)
-        typer.echo(f"Markdown written to {markdown}")
+    for out, text, what in ((json_out, json.dumps(report, indent=1), "JSON"), (markdown, md, "Markdown")):
+        if out:
+            try:
+                out.write_text(text)
+            except OSError as e:
+                raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
+            typer.echo(f"{what} written to {out}")
 
 
 COMMANDS = [bench]
