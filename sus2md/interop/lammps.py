@@ -233,14 +233,14 @@ What is wrong is everything built from the per-atom off-diagonal components, abo
 `compute heat/flux` (heat current, Green–Kubo conductivity){hf}. `compute centroid/stress/atom`
 lists the nine components as `c_ID[1..9]` = xx yy zz xy xz yz yx zx zy; swap these six:
 
-| stored in | holds | use it as |
+| component (slot) | the pair stores there | swap with |
 |---|---|---|
-| `c_ID[4]` (xy) | yx | yx |
-| `c_ID[7]` (yx) | xy | xy |
-| `c_ID[5]` (xz) | zx | zx |
-| `c_ID[8]` (zx) | xz | xz |
-| `c_ID[6]` (yz) | zy | zy |
-| `c_ID[9]` (zy) | yz | yz |
+| xy (`c_ID[4]`) | yx = Σ r_y·F_x | `c_ID[7]` |
+| yx (`c_ID[7]`) | xy = Σ r_x·F_y | `c_ID[4]` |
+| xz (`c_ID[5]`) | zx = Σ r_z·F_x | `c_ID[8]` |
+| zx (`c_ID[8]`) | xz = Σ r_x·F_z | `c_ID[5]` |
+| yz (`c_ID[6]`) | zy = Σ r_z·F_y | `c_ID[9]` |
+| zy (`c_ID[9]`) | yz = Σ r_y·F_z | `c_ID[6]` |
 
 In post-processing, transpose each atom's 3×3 tensor. In the input, build the heat current
 from the swapped components instead of `compute heat/flux` (metal units: 1.6021765e6 bar·Å³

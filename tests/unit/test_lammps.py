@@ -219,8 +219,9 @@ def test_readme_states_the_table_error_and_the_confirmed_virial_swap(model_file,
     assert "1e-9" not in readme
     assert "1.1e-6 eV per cell (7.6e-10 eV/atom)" in flat and "3e-8 eV/Å" in flat and "tabstep²" in flat
     assert "swap the off-diagonal components (confirmed)" in flat and "This is confirmed" in flat
-    for line in ["| `c_ID[4]` (xy) | yx | yx |", "| `c_ID[7]` (yx) | xy | xy |", "| `c_ID[5]` (xz) | zx | zx |",
-                 "| `c_ID[8]` (zx) | xz | xz |", "| `c_ID[6]` (yz) | zy | zy |", "| `c_ID[9]` (zy) | yz | yz |"]:
+    for line in ["| xy (`c_ID[4]`) | yx = Σ r_y·F_x | `c_ID[7]` |", "| yx (`c_ID[7]`) | xy = Σ r_x·F_y | `c_ID[4]` |",
+                 "| xz (`c_ID[5]`) | zx = Σ r_z·F_x | `c_ID[8]` |", "| zx (`c_ID[8]`) | xz = Σ r_x·F_z | `c_ID[5]` |",
+                 "| yz (`c_ID[6]`) | zy = Σ r_z·F_y | `c_ID[9]` |", "| zy (`c_ID[9]`) | yz = Σ r_y·F_z | `c_ID[6]` |"]:
         assert line in readme, line
     # J_a = sum e v_a - sum_b S_ab v_b with S_ab read from the transposed slot ba
     assert "v_e*vx-(c_S[1]*vx+c_S[7]*vy+c_S[8]*vz)" in readme
