@@ -1,14 +1,21 @@
 """sus2md: SUS2-MLIP moment-tensor potentials as a deployable MD engine.
 
 ``torch`` is imported first on purpose: importing ``openmm``/``openmmtorch`` before torch makes
-the OpenMM Torch plugin fail to load (see INSTALL-NOTES).  Public names are loaded lazily so
-``import sus2md`` stays cheap and never imports openmm.
+the OpenMM Torch plugin fail to load (see INSTALL-NOTES); where a script imported ``openmm``
+first, the plugin is loaded again here (:mod:`sus2md.engine.plugins`).  Public names are loaded
+lazily so ``import sus2md`` stays cheap and does not import openmm itself.
 """
 from __future__ import annotations
 
 import importlib
+import sys
 
 import torch  # noqa: F401  (must precede any openmm import)
+
+if "openmm" in sys.modules:  # imported before torch: reload OpenMM's Torch plugin now
+    from sus2md.engine.plugins import ensure_torch_plugin
+
+    ensure_torch_plugin()
 
 __version__ = "0.1.0"
 

@@ -49,3 +49,7 @@ class StructureError(UsageError):
 
 class SimulationError(Sus2mdError):
     """A simulation failed while running (blow-up, NaN, platform failure)."""
+
+
+class CompileError(Sus2mdError):
+    """A model could not be compiled here (no C++ compiler, unsupported device or torch)."""

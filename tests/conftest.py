@@ -5,6 +5,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SUS2MD_SHARED", ROOT.parent / "shared"))
+# compiled model steps (sus2md.export.aot) are cached per model shape; keep the tests' cache in the
+# checkout (build/ is git-ignored) rather than the user's ~/.cache, and share it across test runs
+os.environ.setdefault("SUS2MD_CACHE_DIR", str(ROOT / "build" / "test-cache"))
 
 
 def shared_path(*parts: str) -> Path:

@@ -29,9 +29,14 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr (only on a terminal)."),
 ) -> None:
     """Run the stages of PROTOCOL into a run directory (trajectory, thermo.csv, checkpoints, provenance)."""
+    import logging
     import sys
 
     from sus2md.protocol import load_protocol
+
+    engine_log = logging.getLogger("sus2md.engine")
+    if engine_log.getEffectiveLevel() > logging.INFO:  # what runs (backend, threads) and minimizer progress
+        engine_log.setLevel(logging.INFO)
 
     proto = load_protocol(protocol)  # validate before the heavy imports
     from sus2md.engine.run import run_protocol, select_replica

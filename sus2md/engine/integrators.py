@@ -16,8 +16,9 @@ from openmm import app, unit  # isort: skip
 
 from ase import Atoms
 
-from sus2md.engine.force import to_openmm_force
+from sus2md.engine.force import ForceInfo, make_force
 from sus2md.engine.system import build_system
+from sus2md.engine.threads import apply_threads
 from sus2md.errors import UsageError
 from sus2md.nn.potential import SUS2Potential
 
@@ -85,7 +86,8 @@ def make_platform(name: str = "CPU", precision: str | None = None, threads: int 
     ``precision`` (single/mixed/double) is set where the platform has a ``Precision`` property
     (CUDA, OpenCL) and ignored otherwise (Reference is double; the model's own precision is its
     dtype).  ``threads`` sets the CPU platform's ``Threads`` and torch's intra-op thread count
-    (the model runs in torch).  ``cuda_graphs`` is only valid for CUDA (see ``to_openmm_force``).
+    (the model runs in torch): one setting for both; None = the usable cores that are idle
+    (:func:`sus2md.engine.threads.default_threads`).  ``cuda_graphs`` is only valid for CUDA.
     """
     names = [openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())]
     match = [n for n in names if n.lower() == name.lower()]
@@ -99,19 +101,23 @@ def make_platform(name: str = "CPU", precision: str | None = None, threads: int 
         if "Precision" in platform.getPropertyNames():
             props["Precision"] = precision
         else:
-            log.info("platform %s has no Precision property; precision=%s ignored", match[0], precision)
-    if threads is not None:
-        if int(threads) < 1:
-            raise UsageError(f"threads must be >= 1, got {threads}")
-        if "Threads" in platform.getPropertyNames():
-            props["Threads"] = str(int(threads))
-        torch.set_num_threads(int(threads))
+            log.debug("platform %s has no Precision property; precision=%s ignored", match[0], precision)
+    if threads is not None and int(threads) < 1:
+        raise UsageError(f"threads must be >= 1, got {threads}")
+    n = apply_threads(threads)
+    if "Threads" in platform.getPropertyNames():
+        props["Threads"] = str(n)
     if cuda_graphs and match[0] != "CUDA":
         raise UsageError(f"CUDA graphs need the CUDA platform, got {match[0]}")
     return platform, props
 
 
-def create_simulation(atoms: Atoms, model: str | Path | SUS2Potential | torch.jit.ScriptModule, *, backend: str = "torch",
+def model_device(platform: openmm.Platform) -> str:
+    """Where a PythonForce model runs: the GPU for OpenMM's CUDA platform, else the CPU."""
+    return "cuda" if platform.getName() == "CUDA" else "cpu"
+
+
+def create_simulation(atoms: Atoms, model: str | Path | SUS2Potential | torch.jit.ScriptModule, *, backend: str = "auto",
                       dtype: str | None = None, platform: str = "CPU", precision: str | None = None,
                       threads: int | None = None, integrator: openmm.Integrator,
                       barostat: openmm.Force | None = None, remove_com_motion: bool = True,
@@ -120,19 +126,23 @@ def create_simulation(atoms: Atoms, model: str | Path | SUS2Potential | torch.ji
 
     ``model`` is anything :func:`~sus2md.engine.force.to_openmm_force` takes; ``dtype`` None
     keeps a compiled model's dtype (float64 for ``.mtp``/eager models); ``species`` names the
-    model's elements when the model file has none.
+    model's elements when the model file has none.  ``sim.sus2md_force_info`` is the
+    :class:`~sus2md.engine.force.ForceInfo` of the force (backend, dtype, device that ran) and
+    ``sim.sus2md_threads`` the thread count.
     """
     plat, props = make_platform(platform, precision, threads, cuda_graphs)
     periodic = bool(atoms.pbc.all())
     if barostat is not None and not periodic:
         raise UsageError("a barostat needs a periodic structure (pbc on all three axes)")
-    force = to_openmm_force(model, atoms, backend=backend, dtype=dtype, use_cuda_graphs=cuda_graphs,
-                            species=species, periodic=periodic)
+    force, info = make_force(model, atoms, backend=backend, dtype=dtype, device=model_device(plat),
+                             use_cuda_graphs=cuda_graphs, species=species, periodic=periodic)
     top, system, pos_nm = build_system(atoms, force, remove_com_motion=remove_com_motion)
     if barostat is not None:
         system.addForce(barostat)
     sim = app.Simulation(top, system, integrator, plat, props)
     sim.context.setPositions(pos_nm * unit.nanometer)
+    sim.sus2md_force_info: ForceInfo = info
+    sim.sus2md_threads = torch.get_num_threads()
     return sim
 
 

@@ -99,6 +99,12 @@ class Provenance:
         s["wall_time_s"] += wall_s
         s["atom_steps_per_s"] = n_atoms * s["steps_run"] / s["wall_time_s"] if s["wall_time_s"] > 0 else None
 
+    def engine(self, info: Any, threads: int) -> None:
+        """What evaluates the model: backend (asked and resolved), dtype, device, threads, the
+        compiled artefact (key, cache hit, compile and load seconds)."""
+        self.data["engine"] = {**info.as_dict(), "threads": threads}
+        self._write()
+
     def stage_minimized(self, i: int, e_before_kJ: float, e_after_kJ: float) -> None:
         self.data["stages"][i].update(potential_energy_before_eV=e_before_kJ * KJ_PER_MOL_TO_EV,
                                       potential_energy_after_eV=e_after_kJ * KJ_PER_MOL_TO_EV)

@@ -22,6 +22,7 @@ from sus2md.engine.outputs import atomic_write, read_checkpoint
 from sus2md.engine.state import HeatFluxFunction
 from sus2md.errors import ConfigError, UsageError
 from sus2md.engine.stages import Grading, StageRunner, load_eager_model
+from sus2md.engine.threads import apply_threads
 from sus2md.protocol import NPTStage, Protocol, validate_protocol
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,8 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = Fals
     run_dir = Path(out_dir)
     # everything checkable is checked before the run directory is touched: bad input leaves no trace
     atoms = _read_structure(proto)
-    module = _preflight(proto, atoms)
+    threads = apply_threads(proto.threads)  # decided once: every stage runs with the same count
+    module = _preflight(proto, atoms, threads)
     grading = _grading_setup(proto, atoms)
     mode, ck = _prepare_run_dir(run_dir, proto, resume)
     if mode == "done":
@@ -133,7 +135,7 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = Fals
         if proto.extrapolation is not None:
             (run_dir / proto.extrapolation.dump_cfg).unlink(missing_ok=True)
         atomic_write(run_dir / "protocol.yaml", yaml.safe_dump(_plain(proto.resolved_dict()), sort_keys=False).encode())
-    runner = StageRunner(proto, run_dir, atoms, module=module, progress=progress, heat_flux=heat_flux, replica=replica,
+    runner = StageRunner(proto, run_dir, atoms, module=module, threads=threads, progress=progress, heat_flux=heat_flux, replica=replica,
                          max_steps=max_steps, command_line=command_line if command_line is not None else sys.argv,
                          grading=grading)
     with _signals_to(runner):
@@ -166,27 +168,41 @@ def _read_structure(proto: Protocol) -> Any:
     return atoms
 
 
-def _preflight(proto: Protocol, atoms: Any) -> Any:
-    """The model bound to the structure's species, and the platform checked (UsageError otherwise)."""
+def _preflight(proto: Protocol, atoms: Any, threads: int) -> Any:
+    """Check the model against the structure's species and the platform (UsageError otherwise).
+
+    Returns the scripted adapter with species bound for the torch/python backends (built once,
+    shared by the stages), None for auto/compiled (their force is built from the model file).
+    """
     from sus2md.engine.force import bound_adapter
     from sus2md.engine.integrators import make_platform
     from sus2md.errors import UnknownSpeciesError
+    from sus2md.io.data import species_index
 
     m, path = proto.model, Path(proto.model.path)
     if not path.is_file():
         raise UsageError(f"model.path: model file not found: {path} (a relative path is relative to the protocol "
                          "file's directory)")
-    model: Any = str(path)
-    if path.suffix == ".pt":  # compiled: check its metadata (and that it is TorchScript at all) first
-        from sus2md.export import load_compiled
-
-        model = load_compiled(path)[0]
     try:
-        module = bound_adapter(model, atoms, dtype=proto.dtype, species=m.species)
+        if proto.backend in ("torch", "python"):
+            model: Any = str(path)
+            if path.suffix == ".pt":  # compiled: check its metadata (and that it is TorchScript at all) first
+                from sus2md.export import load_compiled
+
+                model = load_compiled(path)[0]
+            module = bound_adapter(model, atoms, dtype=proto.dtype, species=m.species)
+        else:
+            module = None
+            eager = load_eager_model(proto)
+            species_index(atoms, list(eager.species_names), source="system")
+            if proto.backend == "compiled" and path.suffix == ".pt":
+                from sus2md.export.torchscript import eager_model_of_compiled
+
+                eager_model_of_compiled(path)  # CompileError now for a file made before models were embedded
     except UnknownSpeciesError as exc:  # name the structure file and the model, not "system"
         what = str(exc).split(": ", 1)[-1].replace("the model's species", f"the species of {path.name}")
         raise UnknownSpeciesError(f"{Path(proto.structure.path).name}: {what}") from None
-    make_platform(proto.platform, proto.precision, proto.threads, proto.cuda_graphs)
+    make_platform(proto.platform, proto.precision, threads, proto.cuda_graphs)
     return module
 
 

@@ -84,7 +84,8 @@ class StageRunner:
 
     def __init__(self, proto: Protocol, run_dir: Path, atoms: Any, *, progress: bool,
                  heat_flux: HeatFluxFunction | None, replica: int | None, max_steps: int | None,
-                 command_line: list[str], grading: Grading | None = None, module: Any = None) -> None:
+                 command_line: list[str], grading: Grading | None = None, module: Any = None,
+                 threads: int | None = None) -> None:
         self.proto, self.run_dir, self.atoms = proto, run_dir, atoms
         self.stages = list(proto.stages)
         self.n_atoms = len(atoms)
@@ -102,6 +103,8 @@ class StageRunner:
                                    command_line=command_line, seeds=seeds)
         self._progress_enabled = progress and sys.stderr.isatty()
         self._module: Any = module
+        self.threads = threads
+        self.backend: str | None = None  # the backend the first stage resolved (auto -> compiled/torch)
         self._writers: dict[str, Any] = {}
         self._rate_mark = (0.0, 0)
         self.monitor: Any = None
@@ -144,7 +147,11 @@ class StageRunner:
         for w in self._writers.values():
             w.close()
 
-    def _adapter(self) -> Any:
+    def _model_for(self, backend: str) -> Any:
+        """What the force of ``backend`` is built from: the shared scripted adapter (torch, python),
+        the model file (auto, compiled: its compiled step comes from the cache after the first)."""
+        if backend not in ("torch", "python"):
+            return self.proto.model.path
         if self._module is None:
             from sus2md.engine.force import bound_adapter
 
@@ -171,9 +178,16 @@ class StageRunner:
             if isinstance(stage, NPTStage):
                 barostat = make_barostat(stage.barostat, stage.pressure_bar, t, stage.barostat_interval_steps,
                                          seed=_seed(p.seed, i, 3))
-        sim = create_simulation(self.atoms, self._adapter(), backend=p.backend, dtype=p.dtype, platform=p.platform,
-                                precision=p.precision, threads=p.threads, integrator=integ, barostat=barostat,
-                                remove_com_motion=p.remove_com_motion, cuda_graphs=p.cuda_graphs)
+        backend = self.backend or p.backend
+        species = None if backend in ("torch", "python") else p.model.species
+        sim = create_simulation(self.atoms, self._model_for(backend), backend=backend, dtype=p.dtype,
+                                platform=p.platform, precision=p.precision, threads=self.threads, integrator=integ,
+                                barostat=barostat, remove_com_motion=p.remove_com_motion, cuda_graphs=p.cuda_graphs,
+                                species=species)
+        if self.backend is None:
+            self.backend = sim.sus2md_force_info.backend
+            self.prov.engine(sim.sus2md_force_info, sim.sus2md_threads)
+            log.info("%s; %d thread(s)", sim.sus2md_force_info.describe(), sim.sus2md_threads)
         self._context_info(sim)
         return sim
 

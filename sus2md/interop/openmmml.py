@@ -14,15 +14,12 @@ Arguments of ``createSystem``/``createMixedSystem``: ``backend`` (``torch`` or `
 their topology element.  The force is built by :func:`sus2md.engine.force.to_openmm_force`;
 this module only adapts openmm-ml's calling convention (nm and kJ/mol are already the adapter's).
 
-openmm-ml imports ``openmm`` before this module is loaded, and the Torch plugin of OpenMM does
-not load when ``openmm`` is imported before ``torch`` (INSTALL-NOTES); :func:`_ensure_torch_plugin`
-loads the Torch plugin libraries again once ``torch`` is imported, which makes ``TorchForce``
-usable whatever the user's import order.
+openmm-ml imports ``openmm`` before this module is loaded; :mod:`sus2md.engine.plugins` makes
+``TorchForce`` usable whatever the import order.
 """
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from typing import Sequence
 
@@ -37,26 +34,6 @@ from sus2md.errors import UsageError
 __all__ = ["SUS2PotentialImplFactory", "SUS2PotentialImpl"]
 
 log = logging.getLogger(__name__)
-
-
-def _ensure_torch_plugin() -> None:
-    """Load the OpenMM Torch plugin libraries that failed to load because ``openmm`` was imported
-    before ``torch`` (their error is a missing CUDA runtime library that ``import torch`` provides).
-    Libraries that still cannot load (e.g. OpenCL ones without ``libOpenCL``) are left alone."""
-    import openmmtorch  # noqa: F401
-
-    for message in openmm.Platform.getPluginLoadFailures():
-        found = re.match(r"Error loading library (\S+?Torch\S*?\.(?:so|dylib|dll)): ", message)
-        if found is None or found.group(1) in _RELOADED:
-            continue
-        _RELOADED.add(found.group(1))
-        try:
-            openmm.Platform.loadPluginLibrary(found.group(1))
-        except Exception as e:  # OpenMM raises its own exception type
-            log.debug("OpenMM plugin %s still does not load: %s", found.group(1), e)
-
-
-_RELOADED: set[str] = set()
 
 
 class SUS2PotentialImpl(MLPotentialImpl):
@@ -89,8 +66,6 @@ class SUS2PotentialImpl(MLPotentialImpl):
         if missing:
             raise UsageError(f"topology atoms {missing[:5]} have no element; SUS2 maps particles to species by element")
         periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
-        if backend == "torch":
-            _ensure_torch_plugin()
         force = to_openmm_force(self.modelPath, [a.element.symbol for a in included], backend=backend,
                                 dtype=dtype or self.dtype, use_cuda_graphs=useCudaGraphs, species=self.species,
                                 periodic=periodic)

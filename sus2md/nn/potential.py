@@ -67,7 +67,8 @@ class SUS2Potential(torch.nn.Module):
         self.radial_basis_type = mtp.radial_basis_type
         self.potential_name = mtp.potential_name
         self.species_names = list(mtp.species_names) if mtp.species_names else []
-        f = lambda a: torch.nn.Parameter(torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype))
+        # contiguous: a slice such as radial_coeffs[:, :R] would otherwise keep the row stride R + S
+        f = lambda a: torch.nn.Parameter(torch.as_tensor(np.ascontiguousarray(a, dtype=np.float64)).to(dtype))
         scal = np.asarray(mtp.scal_coeffs).reshape(nb, 2, S, S)
         self.shift = f(mtp.shift_coeffs)
         self.alpha = f(scal[:, 0])  # (nb, S, S): [block][t_i][t_j]

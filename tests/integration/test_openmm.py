@@ -157,7 +157,7 @@ def test_errors(mtp):
         to_openmm_force(mtp, atoms, species=SPECIES)
     with pytest.raises(UsageError, match="the model names no elements"):
         to_openmm_force(mtp, ["Cu", "Se"])
-    with pytest.raises(UsageError, match="backend must be one of torch, python"):
+    with pytest.raises(UsageError, match="backend must be one of auto, torch, python, compiled"):
         to_openmm_force(mtp, ["Cu"], species=SPECIES, backend="jax")
     with pytest.raises(UsageError, match="CUDA graphs need backend='torch'"):
         to_openmm_force(mtp, ["Cu"], species=SPECIES, backend="python", use_cuda_graphs=True)
