@@ -242,16 +242,17 @@ class NVTStage(_Dynamics):
 
 
 class NPTStage(NVTStage):
-    """Constant pressure and temperature: the nvt thermostat plus an OpenMM Monte Carlo barostat."""
+    """Constant pressure and temperature: the nvt thermostat plus sus2md's Monte Carlo barostat
+    (sus2md.engine.barostat: atoms carried affinely, acceptance per move kind in thermo.csv)."""
 
     #: stage type
     type: Literal["npt"]  # type: ignore[assignment]
     #: barostat pressure
     pressure_bar: Annotated[Float, Field(ge=0)]
-    #: isotropic (MonteCarloBarostat), anisotropic (MonteCarloAnisotropicBarostat: each box length
-    #: on its own) or flexible (MonteCarloFlexibleBarostat: the full cell)
+    #: isotropic (volume moves), anisotropic (each box length on its own: axis moves) or flexible
+    #: (the full cell, for solids: axis and shear moves)
     barostat: Literal["isotropic", "anisotropic", "flexible"] = "isotropic"
-    #: a barostat move every this many steps
+    #: a barostat move (one Monte Carlo trial) every this many steps
     barostat_interval_steps: PositiveInt = 25
 
 

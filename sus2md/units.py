@@ -20,3 +20,7 @@ EV_PER_A3_TO_BAR: float = _ase_units.eV / _ase_units.Angstrom**3 / _ase_units.ba
 KB_EV: float = _ase_units.kB
 #: force: eV/Å -> kJ/mol/nm
 EV_PER_A_TO_KJ_PER_MOL_NM: float = EV_TO_KJ_PER_MOL * NM_TO_ANGSTROM
+#: Boltzmann constant in kJ/mol/K
+KB_KJ_PER_MOL: float = KB_EV * EV_TO_KJ_PER_MOL
+#: pressure: bar -> kJ/mol/nm^3 (1 nm^3 = 1000 Å^3)
+BAR_TO_KJ_PER_MOL_NM3: float = EV_TO_KJ_PER_MOL * 1000.0 / EV_PER_A3_TO_BAR

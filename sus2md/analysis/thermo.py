@@ -43,6 +43,7 @@ import numpy as np
 from scipy import stats as spstats
 
 from sus2md.analysis.rundir import THERMO_COLUMNS, Table, read_csv
+from sus2md.units import EV_PER_A3_TO_GPA, KB_EV
 
 QUANTITIES = ("temperature_K", "potential_energy_eV", "kinetic_energy_eV", "total_energy_eV",
               "volume_A3", "density_g_cm3", "pressure_bar")
@@ -160,6 +161,34 @@ def mean_and_sem(x: np.ndarray, detect_equilibrium: bool = True) -> dict[str, fl
         return {**out, "sem": blocks.sem, "method": "blocking"}
     sem = float(np.std(y, ddof=1) * np.sqrt(g / len(y))) if len(y) > 1 else np.nan
     return {**out, "sem": sem, "method": "statistical inefficiency"}
+
+
+def bulk_modulus_from_volume(volume_A3: np.ndarray, temperature_K: float, blocks: int = 10) -> dict[str, float]:
+    """Isothermal bulk modulus from NPT volume fluctuations, ``B = kT <V> / <dV^2>`` (GPa).
+
+    Args:
+        volume_A3: (N,) volumes of an equilibrated isotropic-NPT series, Å^3.
+        temperature_K: the thermostat's temperature.
+        blocks: consecutive blocks of the jackknife error (each should span many correlation times).
+
+    Returns:
+        ``{"B_GPa", "err_GPa", "n"}``: the estimate over the whole series and its delete-one-block
+        jackknife standard error (NaN with fewer than 2 blocks' worth of samples).
+    """
+    v = np.asarray(volume_A3, dtype=float)
+    v = v[np.isfinite(v)]
+    kT = KB_EV * temperature_K
+
+    def b(x: np.ndarray) -> float:
+        var = np.var(x, ddof=1)
+        return float(kT * np.mean(x) / var * EV_PER_A3_TO_GPA) if var > 0 else np.inf
+
+    if len(v) < 2 * blocks:
+        return {"B_GPa": b(v) if len(v) > 1 else np.nan, "err_GPa": np.nan, "n": len(v)}
+    parts = np.array_split(v, blocks)
+    loo = np.array([b(np.concatenate(parts[:k] + parts[k + 1:])) for k in range(blocks)])
+    err = float(np.sqrt((blocks - 1) / blocks * np.sum((loo - loo.mean()) ** 2)))
+    return {"B_GPa": b(v), "err_GPa": err, "n": len(v)}
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ NPT needs no virial: OpenMM's barostats are Monte Carlo moves accepted on the en
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
+
+import numpy as np
 
 import torch
 
@@ -21,8 +24,9 @@ from sus2md.engine.system import build_system
 from sus2md.engine.threads import apply_threads
 from sus2md.errors import UsageError
 from sus2md.nn.potential import SUS2Potential
+from sus2md.units import EV_PER_A_TO_KJ_PER_MOL_NM, KJ_PER_MOL_TO_EV
 
-__all__ = ["make_integrator", "make_barostat", "make_platform", "create_simulation", "minimize"]
+__all__ = ["make_integrator", "make_barostat", "make_platform", "create_simulation", "minimize", "MinimizeResult"]
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +150,66 @@ def create_simulation(atoms: Atoms, model: str | Path | SUS2Potential | torch.ji
     return sim
 
 
-def minimize(simulation: app.Simulation, tolerance_kJ_mol_nm: float = 10.0,
-             max_iterations: int = 0) -> tuple[float, float]:
-    """L-BFGS energy minimization in place; returns (energy before, energy after), kJ/mol.
+@dataclass
+class MinimizeResult:
+    """What :func:`minimize` did: energies (kJ/mol), L-BFGS iterations, the force criterion at the
+    end (RMS and largest atomic force, kJ/mol/nm), whether it converged, and whether ``should_stop``
+    ended it early."""
 
-    ``max_iterations=0`` iterates until the RMS force is below ``tolerance_kJ_mol_nm``.
+    energy_before_kJ_mol: float
+    energy_after_kJ_mol: float
+    iterations: int
+    rms_force_kJ_mol_nm: float
+    max_force_kJ_mol_nm: float
+    converged: bool
+    stopped: bool
+
+
+class _Progress(openmm.MinimizationReporter):
+    """Logs energy and max |F| every ``every`` iterations; asks ``should_stop`` at each one."""
+
+    def __init__(self, every: int, should_stop: Callable[[], bool] | None, label: str):
+        super().__init__()
+        self.every, self.should_stop, self.label = int(every), should_stop, label
+        self.iterations = 0
+        self.stopped = False
+
+    def report(self, iteration, x, grad, args):  # noqa: ANN001 - OpenMM's signature
+        self.iterations = int(iteration) + 1
+        if self.every and iteration % self.every == 0:
+            g = np.asarray(grad, dtype=float).reshape(-1, 3)
+            fmax = float(np.sqrt((g * g).sum(1)).max()) if len(g) else 0.0
+            log.info("%sminimize: iteration %d, E = %.6f eV, max |F| = %.4g eV/Å", self.label, iteration,
+                     args["system energy"] * KJ_PER_MOL_TO_EV, fmax / EV_PER_A_TO_KJ_PER_MOL_NM)
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+            return True
+        return False
+
+
+def minimize(simulation: app.Simulation, tolerance_kJ_mol_nm: float = 10.0, max_iterations: int = 1000, *,
+             log_interval: int = 100, should_stop: Callable[[], bool] | None = None,
+             label: str = "") -> MinimizeResult:
+    """L-BFGS energy minimization in place (OpenMM's ``LocalEnergyMinimizer``).
+
+    It stops when the root-mean-square of all force components is below ``tolerance_kJ_mol_nm``,
+    after ``max_iterations`` iterations (0: no cap), or when ``should_stop()`` returns True (it
+    is asked at every iteration, so a signal handler that sets a flag ends even a minimization
+    that would never converge within one iteration).  Progress is logged every ``log_interval``
+    iterations (0: never).  An unconverged end is reported in the result, not raised.
     """
     def energy() -> float:
         st = simulation.context.getState(getEnergy=True)
         return st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
 
     before = energy()
+    progress = _Progress(log_interval, should_stop, label)
     simulation.minimizeEnergy(tolerance=tolerance_kJ_mol_nm * unit.kilojoule_per_mole / unit.nanometer,
-                              maxIterations=int(max_iterations))
-    return before, energy()
+                              maxIterations=int(max_iterations), reporter=progress)
+    st = simulation.context.getState(getEnergy=True, getForces=True)
+    f = np.asarray(st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+    rms = float(np.sqrt(np.mean(f * f))) if f.size else 0.0
+    fmax = float(np.sqrt((f * f).sum(1)).max()) if f.size else 0.0
+    after = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    converged = bool(np.isfinite(rms) and rms <= tolerance_kJ_mol_nm)
+    return MinimizeResult(before, after, progress.iterations, rms, fmax, converged, progress.stopped)

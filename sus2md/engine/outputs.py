@@ -31,7 +31,10 @@ from sus2md.errors import SimulationError
 FRAMES_COLUMNS = ("frame", "stage_index", "stage", "step", "time_ps")
 THERMO_COLUMNS = ("step", "time_ps", "stage_index", "stage", "potential_energy_eV", "kinetic_energy_eV",
                   "total_energy_eV", "temperature_K", "volume_A3", "density_g_cm3", "pressure_bar",
-                  "atom_steps_per_s", "max_gamma")
+                  "atom_steps_per_s", "max_gamma",
+                  # cumulative Monte Carlo barostat moves of the stage (sus2md.engine.barostat.MOVE_KINDS)
+                  "volume_moves_accepted", "volume_moves_attempted", "axis_moves_accepted", "axis_moves_attempted",
+                  "shear_moves_accepted", "shear_moves_attempted")
 HEAT_FLUX_COLUMNS = ("step", "time_ps", "stage_index", "Jx", "Jy", "Jz")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sus2md.engine.outputs import atomic_write
-from sus2md.units import KJ_PER_MOL_TO_EV
+from sus2md.units import KJ_PER_MOL_TO_EV, NM_TO_ANGSTROM
 
 
 def cpu_model() -> str:
@@ -105,9 +105,22 @@ class Provenance:
         self.data["engine"] = {**info.as_dict(), "threads": threads}
         self._write()
 
-    def stage_minimized(self, i: int, e_before_kJ: float, e_after_kJ: float) -> None:
-        self.data["stages"][i].update(potential_energy_before_eV=e_before_kJ * KJ_PER_MOL_TO_EV,
-                                      potential_energy_after_eV=e_after_kJ * KJ_PER_MOL_TO_EV)
+    def stage_barostat(self, i: int, barostat: Any) -> None:
+        """Accepted/attempted moves per kind and the final step sizes of an NPT stage's barostat."""
+        self.data["stages"][i]["barostat"] = {
+            "kind": barostat.kind,
+            "moves": {k: {"accepted": m.accepted, "attempted": m.attempted, "step": m.step}
+                      for k, m in barostat.moves.items()}}
+
+    def stage_minimized(self, i: int, res: Any) -> None:
+        """A minimize stage's :class:`~sus2md.engine.integrators.MinimizeResult` (eV, eV/Å)."""
+        f = KJ_PER_MOL_TO_EV / NM_TO_ANGSTROM
+        self.data["stages"][i].update(potential_energy_before_eV=res.energy_before_kJ_mol * KJ_PER_MOL_TO_EV,
+                                      potential_energy_after_eV=res.energy_after_kJ_mol * KJ_PER_MOL_TO_EV,
+                                      iterations=res.iterations, converged=res.converged,
+                                      rms_force_eV_A=res.rms_force_kJ_mol_nm * f, max_force_eV_A=res.max_force_kJ_mol_nm * f,
+                                      interrupted=res.stopped)
+        self._write()
 
     def end(self, status: str, platform_info: dict[str, Any]) -> None:
         import time

@@ -32,11 +32,15 @@ from typing import Any
 
 from sus2md.engine.outputs import (FRAMES_COLUMNS, HEAT_FLUX_COLUMNS, THERMO_COLUMNS, CsvLog, TrajectoryWriter, atomic_write,
                                    checkpoint_bytes, truncate_csv, truncate_trajectory, write_checkpoint)
+from sus2md.engine.barostat import MOVE_KINDS
 from sus2md.engine.provenance import Provenance
 from sus2md.engine.state import (HeatFluxFunction, Snapshot, blowup_problem, take_snapshot, thermo_values,
                                  virial_pressure_bar)
 from sus2md.errors import SimulationError
 from sus2md.protocol import NPTStage, Protocol
+from sus2md.units import EV_PER_A_TO_KJ_PER_MOL_NM
+
+KJ_PER_MOL_NM_TO_EV_PER_A = 1.0 / EV_PER_A_TO_KJ_PER_MOL_NM
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,7 @@ class StageRunner:
         self._module: Any = module
         self.threads = threads
         self.backend: str | None = None  # the backend the first stage resolved (auto -> compiled/torch)
+        self.barostat: Any = None  # the current NPT stage's CellBarostat
         self._writers: dict[str, Any] = {}
         self._rate_mark = (0.0, 0)
         self.monitor: Any = None
@@ -160,12 +165,14 @@ class StageRunner:
         return self._module
 
     def _simulation(self, i: int, step: int) -> Any:
-        """A new Simulation for stage ``i`` with its integrator (and barostat), thermostat at ``step``."""
-        from sus2md.engine.integrators import create_simulation, make_barostat, make_integrator
+        """A new Simulation for stage ``i`` with its integrator, thermostat at ``step``; an NPT stage
+        gets its Monte Carlo barostat in :attr:`barostat` (:mod:`sus2md.engine.barostat`)."""
+        from sus2md.engine.barostat import CellBarostat
+        from sus2md.engine.integrators import create_simulation, make_integrator
         from sus2md.protocol import MinimizeStage, NVEStage
 
         p, stage = self.proto, self.stages[i]
-        barostat = None
+        self.barostat = None
         if isinstance(stage, MinimizeStage):
             integ = make_integrator("verlet", 1.0)
         elif isinstance(stage, NVEStage):
@@ -176,13 +183,12 @@ class StageRunner:
                                     collision_frequency_per_ps=stage.collision_frequency_per_ps or 1.0,
                                     seed=_seed(p.seed, i, 2))
             if isinstance(stage, NPTStage):
-                barostat = make_barostat(stage.barostat, stage.pressure_bar, t, stage.barostat_interval_steps,
-                                         seed=_seed(p.seed, i, 3))
+                self.barostat = CellBarostat(stage.barostat, stage.pressure_bar, t, self.n_atoms, seed=_seed(p.seed, i, 3))
         backend = self.backend or p.backend
         species = None if backend in ("torch", "python") else p.model.species
         sim = create_simulation(self.atoms, self._model_for(backend), backend=backend, dtype=p.dtype,
                                 platform=p.platform, precision=p.precision, threads=self.threads, integrator=integ,
-                                barostat=barostat, remove_com_motion=p.remove_com_motion, cuda_graphs=p.cuda_graphs,
+                                remove_com_motion=p.remove_com_motion, cuda_graphs=p.cuda_graphs,
                                 species=species)
         if self.backend is None:
             self.backend = sim.sus2md_force_info.backend
@@ -263,6 +269,8 @@ class StageRunner:
             self._truncate_outputs(book)
             sim = self._simulation(i0, step0)
             sim.context.loadCheckpoint(chk)
+            if self.barostat is not None and book.get("barostat"):
+                self.barostat.load_state(book["barostat"])
             self._open_writers(sim.topology, append=True)
             if book["stage_complete"]:
                 carried, sim, i0 = self._carry(sim), None, i0 + 1
@@ -274,7 +282,8 @@ class StageRunner:
             if not resumed:
                 sim.context.setTime(self.time_offset[i])
             if isinstance(self.stages[i], MinimizeStage):
-                self._minimize(i, sim)
+                if not self._minimize(i, sim):
+                    return "interrupted"
             elif not self._dynamics(i, sim, step0 if resumed else 0, resumed):
                 return "interrupted"
             carried, sim = self._carry(sim), None
@@ -304,14 +313,28 @@ class StageRunner:
             return stage.temperature_at(0.0)
         return stage.temperature_at((step // RAMP_UPDATE_STEPS) * RAMP_UPDATE_STEPS / n)
 
-    def _minimize(self, i: int, sim: Any) -> None:
+    def _minimize(self, i: int, sim: Any) -> bool:
+        """Minimize in place; False when a signal stopped it (checkpoint of the partly minimized
+        state written; a resumed run minimizes again from there)."""
         from sus2md.engine.integrators import minimize
 
         stage = self.stages[i]
         self._pbar.set_description(stage.name)
-        e0, e1 = minimize(sim, stage.tolerance_kJ_mol_nm, stage.max_iterations)
-        self.prov.stage_minimized(i, e0, e1)
+        res = minimize(sim, stage.tolerance_kJ_mol_nm, stage.max_iterations, log_interval=stage.log_interval_iterations,
+                       should_stop=lambda: self.stop_signal is not None, label=f"stage '{stage.name}': ")
+        self.prov.stage_minimized(i, res)
+        if res.stopped:
+            self._interrupt(i, sim, 0)
+            return False
+        if not res.converged:
+            cap = f"max_iterations {stage.max_iterations}" if stage.max_iterations else "no iteration cap"
+            log.warning("stage '%s': minimization ended unconverged after %d iterations (%s): RMS force %.4g > "
+                        "tolerance %.4g kJ/mol/nm, max |F| %.4g eV/Å; the structure is not at an energy minimum "
+                        "(raise max_iterations, or look for atoms closer than the model was trained for)", stage.name,
+                        res.iterations, cap, res.rms_force_kJ_mol_nm, stage.tolerance_kJ_mol_nm,
+                        res.max_force_kJ_mol_nm * KJ_PER_MOL_NM_TO_EV_PER_A)
         self._event_checkpoint(i, sim, 0, complete=True)
+        return True
 
     def _dynamics(self, i: int, sim: Any, step: int, resumed: bool) -> bool:
         """Run stage ``i`` from ``step``; False when a signal stopped it (checkpoint written)."""
@@ -340,6 +363,8 @@ class StageRunner:
                 sim.step(stop - step)
             except openmm.OpenMMException as exc:
                 self._blowup(i, stop, f"OpenMM failed ({str(exc).splitlines()[0]})")
+            if self.barostat is not None and stop % stage.barostat_interval_steps == 0:
+                self.barostat.attempt(ctx)
             self.prov.stage_progress(i, stop - step, self.n_atoms, time.perf_counter() - t0)
             self._pbar.update(stop - step)
             step = stop
@@ -347,13 +372,14 @@ class StageRunner:
             self._event(i, sim, step)
         if n == 0:
             self._event_checkpoint(i, sim, 0, complete=True)
+        if self.barostat is not None:
+            self.prov.stage_barostat(i, self.barostat)
         return True
 
     def _set_temperature(self, sim: Any, t: float) -> float:
         sim.integrator.setTemperature(t)
-        for f in sim.system.getForces():
-            if "Barostat" in type(f).__name__:
-                sim.context.setParameter(type(f).Temperature(), t)
+        if self.barostat is not None:
+            self.barostat.temperature_K = t
         return t
 
     def _next_stop(self, i: int, step: int, ramp: bool) -> int:
@@ -368,15 +394,20 @@ class StageRunner:
             stops.append(_next_multiple(step, hf))
         if self.monitor is not None:
             stops.append(_next_multiple(step, self.proto.extrapolation.interval_steps))
+        if self.barostat is not None:
+            stops.append(_next_multiple(step, stage.barostat_interval_steps))
         return min(stops)
 
     # -- events --------------------------------------------------------------------------------
 
     def _book(self, i: int, step: int, complete: bool) -> dict[str, Any]:
         stage = self.stages[i]
-        return {"version": 1, "stage_index": i, "stage": stage.name, "step_in_stage": step,
+        book = {"version": 1, "stage_index": i, "stage": stage.name, "step_in_stage": step,
                 "stage_complete": complete, "global_step": self.step_offset[i] + step,
                 "time_ps": self._time(i, step), **self.counts, "completed": False}
+        if self.barostat is not None:
+            book["barostat"] = self.barostat.state()
+        return book
 
     def _time(self, i: int, step: int) -> float:
         return self.time_offset[i] + step * getattr(self.stages[i], "timestep_fs", 0.0) / 1000.0
@@ -400,7 +431,8 @@ class StageRunner:
             rate = self.n_atoms * (gstep - g_mark) / (now - t_mark) if now > t_mark and gstep > g_mark else None
             self._rate_mark = (now, gstep)
             vals = thermo_values(snap, self.dof, self.total_mass, self._pressure(snap))
-            self._writers["thermo"].write([gstep, t_ps, i, stage.name, *vals.values(), rate, gamma])
+            self._writers["thermo"].write([gstep, t_ps, i, stage.name, *vals.values(), rate, gamma,
+                                           *self._barostat_counts()])
             self.counts["thermo_rows"] += 1
             if rate:
                 self._pbar.set_postfix_str(f"{rate:.3g} atom-steps/s", refresh=False)
@@ -416,6 +448,12 @@ class StageRunner:
             self._event_checkpoint(i, sim, step, complete=last)
         else:
             self.last_good = (checkpoint_bytes(sim.context), self._book(i, step, complete=False))
+
+    def _barostat_counts(self) -> list[int | None]:
+        """accepted, attempted of each move kind (thermo.csv order); None where not made."""
+        if self.barostat is None:
+            return [None] * (2 * len(MOVE_KINDS))
+        return [x for c in self.barostat.counts().values() for x in (c if c is not None else (None, None))]
 
     def _checked_snapshot(self, i: int, sim: Any, step: int) -> Snapshot:
         snap = take_snapshot(sim.context, self.periodic)

@@ -81,7 +81,7 @@ def test_in_domain_run_logs_gamma_below_warn(setup):
         header = fh.readline().strip().split(",")
     from sus2md.engine.outputs import THERMO_COLUMNS
 
-    assert header[: len(THERMO_COLUMNS) - 1] == list(THERMO_COLUMNS[:-1]) and header[-1] == "max_gamma"
+    assert header == list(THERMO_COLUMNS) and "max_gamma" in header
     thermo = rows(run / "thermo.csv")
     # graded at multiples of 5 and each stage's last step: every thermo row here
     assert [int(r["step"]) for r in thermo] == [5, 10, 15, 16]

@@ -7,6 +7,7 @@ equipartition under Langevin dynamics) that need no stored numbers.  Model:
 """
 from __future__ import annotations
 
+import logging
 import pickle
 
 import numpy as np
@@ -272,10 +273,24 @@ def test_nose_hoover_runs(mtp):
     assert np.isfinite(sim.context.getState(getEnergy=True).getPotentialEnergy()._value)
 
 
-def test_minimization_lowers_energy(mtp):
+def test_minimization_lowers_energy_and_reports_convergence(mtp, caplog):
     sim = create_simulation(cu2se_cell(0.1), mtp, species=SPECIES, threads=1, integrator=make_integrator("verlet", 1.0))
-    before, after = minimize(sim, tolerance_kJ_mol_nm=10.0, max_iterations=50)
-    assert after < before - 1.0
+    with caplog.at_level(logging.INFO, logger="sus2md.engine.integrators"):
+        res = minimize(sim, tolerance_kJ_mol_nm=10.0, max_iterations=5, log_interval=2)
+    assert res.energy_after_kJ_mol < res.energy_before_kJ_mol - 1.0
+    assert res.iterations == 5 and not res.converged and not res.stopped  # capped: says so
+    assert res.rms_force_kJ_mol_nm > 10.0 and res.max_force_kJ_mol_nm >= res.rms_force_kJ_mol_nm
+    assert [r.message.split(",")[0] for r in caplog.records] == [f"minimize: iteration {k}" for k in (0, 2, 4)]
+    res = minimize(sim, tolerance_kJ_mol_nm=1e3, max_iterations=200)
+    assert res.converged and res.rms_force_kJ_mol_nm <= 1e3
+
+
+def test_minimization_stops_when_asked(mtp):
+    """should_stop is asked at every iteration: a signal flag ends a minimization at once."""
+    sim = create_simulation(cu2se_cell(0.1), mtp, species=SPECIES, threads=1, integrator=make_integrator("verlet", 1.0))
+    asked = []
+    res = minimize(sim, tolerance_kJ_mol_nm=1e-6, max_iterations=0, should_stop=lambda: asked.append(1) or len(asked) >= 3)
+    assert res.stopped and res.iterations == 3 and not res.converged
 
 
 def test_compiled_backend_matches_eager_and_steps(mtp):
