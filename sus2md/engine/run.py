@@ -18,11 +18,12 @@ from typing import Any, Iterator
 
 import yaml
 
+from sus2md.engine.events import load_eager_model
 from sus2md.engine.outputs import atomic_write, read_checkpoint
+from sus2md.engine.stages import Grading, StageRunner
 from sus2md.engine.state import HeatFluxFunction
-from sus2md.errors import ConfigError, UsageError
-from sus2md.engine.stages import Grading, StageRunner, load_eager_model
 from sus2md.engine.threads import apply_threads
+from sus2md.errors import ConfigError, UsageError
 from sus2md.protocol import NPTStage, Protocol, validate_protocol
 
 log = logging.getLogger(__name__)
