@@ -33,7 +33,12 @@ _RECOMPILE = "recompile it with `sus2md compile MODEL.mtp -o MODEL.pt`"
 
 
 def frozen_model(model: SUS2Potential | str | Path, species: Sequence[str] | None, dtype: torch.dtype) -> SUS2Potential:
-    """A private copy of ``model`` in ``dtype`` with element names attached."""
+    """A private copy of ``model`` in ``dtype`` with element names attached (checked: element
+    symbols, once each, as many as the model's species)."""
+    if species is not None:
+        from sus2md.io.cfg import _species_numbers
+
+        _species_numbers(species)
     if isinstance(model, SUS2Potential):
         pot = copy.deepcopy(model).to(dtype)
         if species is not None:

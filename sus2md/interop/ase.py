@@ -37,7 +37,7 @@ from sus2md.engine.threads import apply_threads
 from sus2md.errors import CompileError, UsageError
 from sus2md.export.adapter import DEFAULT_SKIN_A
 from sus2md.export.padded import PaddedAdapter
-from sus2md.io.data import species_index
+from sus2md.io.data import check_frames, species_index
 from sus2md.nn.potential import SUS2Potential
 
 __all__ = ["SUS2Calculator", "BACKENDS"]
@@ -117,6 +117,7 @@ class SUS2Calculator(Calculator):
         """Evaluate energy, forces, site energies and virial (and stress for 3D-periodic cells)."""
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
+        check_frames([a], source="atoms")  # finite positions, a cell that spans its periodic directions
         types = species_index(a, self.species, source="atoms")
         if self._types is None or not np.array_equal(types, self._types):
             self.adapter.set_species(torch.from_numpy(types).to(self._device))
