@@ -36,13 +36,16 @@ from sus2md.io.data import species_index
 from sus2md.nn.calc import evaluate, graph_from_atoms
 from sus2md.nn.potential import SUS2Potential
 
-__all__ = ["BenchConfig", "run_bench", "species_scan", "to_markdown", "machine_info", "replicate",
+__all__ = ["BenchConfig", "run_bench", "species_scan", "profile_model", "to_markdown", "machine_info", "replicate",
            "random_alloy", "scan_species_lists", "as_dict", "ALLOY_SPECIES", "EMT_SPECIES"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "sus2md-bench/1"
-BACKENDS = ("model", "torch", "python", "compiled")
+#: ``model``: the model alone on the default path (compiled padded step, Verlet list kept);
+#: ``model-eager``: the eager edge-list path (ASE calculator before 0.2, autograd forces);
+#: the rest are MD backends through OpenMM (sus2md.engine.force)
+BACKENDS = ("model", "model-eager", "auto", "compiled", "torch", "python")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EMT_SPECIES = ["Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"]
 # the 53 species of the authors' alloy.mtp, in its type order
@@ -59,7 +62,7 @@ class BenchConfig:
 
     sizes: Sequence[int] = (1500,)
     dtypes: Sequence[str] = ("float32", "float64")
-    backends: Sequence[str] = ("model", "torch", "python")
+    backends: Sequence[str] = ("model", "auto", "torch")
     threads: Sequence[int] = (1,)
     device: str = "cpu"
     steps: int = 10
@@ -165,8 +168,30 @@ def _sync(device: str) -> None:
 
 
 def _model_case(model: SUS2Potential, atoms: Atoms, dtype: str, threads: int, device: str) -> _Case:
-    """Energy + forces of the eager model (the ASE-calculator path), neighbour list included: it is
-    part of every MD step.  The neighbour list is built on the CPU even for ``device='cuda'``."""
+    """Energy + forces of the model alone on the path MD uses: the padded per-centre Verlet list
+    with the compiled step (:func:`sus2md.export.aot.compiled_adapter`), positions in Å on
+    ``device``.  The atoms do not move, so the list is built once (MD rows include rebuilds)."""
+    from sus2md.export.aot import compiled_adapter
+
+    index = torch.from_numpy(species_index(atoms, list(model.species_names)))
+    adapter, art = compiled_adapter(model, index, dtype=dtype, device=device)
+    f64 = dict(dtype=torch.float64, device=device)
+    pos, cell = torch.tensor(atoms.positions, **f64), torch.tensor(atoms.cell.array, **f64)
+    pbc = torch.tensor(np.asarray(atoms.pbc, dtype=bool), device=device)
+    adapter.compute(pos, cell, pbc)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            adapter.compute(pos, cell, pbc)
+        _sync(device)
+
+    return _Case({"neighbor_slots_per_atom": round(adapter.n_slots / len(atoms), 2),
+                  "compile_s": round(art.compile_s, 1), "step_cached": art.cached}, run, threads)
+
+
+def _model_eager_case(model: SUS2Potential, atoms: Atoms, dtype: str, threads: int, device: str) -> _Case:
+    """Energy + forces of the eager model by autograd over a fresh edge list every call (the
+    neighbour list is part of every call)."""
     m = copy.deepcopy(model).to(device=device, dtype=DTYPES[dtype])  # .to() is in place
     for p in m.parameters():
         p.requires_grad_(False)
@@ -195,13 +220,14 @@ def _md_case(model: SUS2Potential, atoms: Atoms, backend: str, dtype: str, threa
                             precision="mixed" if device == "cuda" else None, threads=threads,
                             integrator=make_integrator("verlet", 1.0))
     sim.context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    info = sim.sus2md_force_info
 
     def run(n: int) -> None:
         sim.step(n)
         if device == "cuda":  # the GPU runs asynchronously: wait for the steps to finish
             sim.context.getState(getPositions=True)
 
-    return _Case({}, run, threads)
+    return _Case({"resolved_backend": info.backend}, run, threads)
 
 
 def _time_rounds(cases: Sequence[_Case], steps: int, repeats: int, warmup: int) -> None:
@@ -251,6 +277,7 @@ def run_bench(model: SUS2Potential, atoms: Atoms | None, config: BenchConfig) ->
     if atoms is not None:
         species_index(atoms, names)  # a clear error before any timing
     rows: list[dict] = []
+    skipped: list[dict] = []
     for size in config.sizes:
         sys_atoms = replicate(atoms, int(size)) if atoms is not None else random_alloy(names, int(size))
         cases = []
@@ -259,11 +286,17 @@ def run_bench(model: SUS2Potential, atoms: Atoms | None, config: BenchConfig) ->
             for dtype in config.dtypes:
                 for backend in config.backends:
                     log.info("setting up %s %s %d threads, %d atoms", backend, dtype, threads, len(sys_atoms))
-                    if backend == "model":
-                        c = _model_case(model, sys_atoms, dtype, int(threads), config.device)
-                    else:
-                        c = _md_case(model, sys_atoms, backend, dtype, int(threads), config.device)
-                    c.meta.update({"kind": "model" if backend == "model" else "md", "backend": backend,
+                    make = {"model": _model_case, "model-eager": _model_eager_case}.get(backend)
+                    try:
+                        c = (make(model, sys_atoms, dtype, int(threads), config.device) if make is not None
+                             else _md_case(model, sys_atoms, backend, dtype, int(threads), config.device))
+                    except Exception as exc:  # noqa: BLE001 - a backend this machine lacks is a row, not an abort
+                        log.warning("%s %s %d atoms not measured: %s", backend, dtype, len(sys_atoms), exc)
+                        skipped.append({"backend": backend, "dtype": dtype, "threads": int(threads),
+                                        "n_atoms": len(sys_atoms), "device": config.device,
+                                        "not_measured": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})
+                        continue
+                    c.meta.update({"kind": "model" if backend.startswith("model") else "md", "backend": backend,
                                    "dtype": dtype, "threads": int(threads), "device": config.device,
                                    "size_requested": int(size), "n_atoms": len(sys_atoms)})
                     cases.append(c)
@@ -271,14 +304,15 @@ def run_bench(model: SUS2Potential, atoms: Atoms | None, config: BenchConfig) ->
         rows += [_record(c, config.steps) for c in cases]
         del cases
     _add_ratios(rows)
-    return rows
+    return rows + skipped
 
 
 def species_scan(counts: Sequence[int] = (2, 7, 53), *, L: int = 2, K: int = 3, radial_basis_size: int = 8,
                  cutoff_A: float = 5.0, n_atoms: int = 2048, a_A: float = 3.9, dtype: str = "float64",
                  threads: int = 1, device: str = "cpu", steps: int = 5, repeats: int = 3,
                  warmup: int = 1) -> list[dict]:
-    """Energy+forces cost vs number of species at a fixed neighbour count.
+    """Energy+forces cost vs number of species at a fixed neighbour count (eager edge-list model:
+    no compile per species count).
 
     Models come from :func:`sus2md.train.init_model.init_mtp` with default coefficients (cost does
     not depend on the coefficient values); each evaluates a random alloy of its own species on
@@ -295,7 +329,7 @@ def species_scan(counts: Sequence[int] = (2, 7, 53), *, L: int = 2, K: int = 3, 
         mtp = init_mtp(L, K, names, cutoff_A, radial_basis_size=radial_basis_size)
         model = SUS2Potential(mtp, dtype=DTYPES[dtype])
         atoms = random_alloy(names, n_atoms, a_A=a_A, seed=len(names))
-        c = _model_case(model, atoms, dtype, int(threads), device)
+        c = _model_eager_case(model, atoms, dtype, int(threads), device)
         c.meta.update({"n_species": len(names), "species": names, "n_atoms": len(atoms),
                        "parameters": int(sum(p.numel() for p in model.parameters())),
                        "basis": f"l{L}k{K}", "cutoff_A": cutoff_A, "dtype": dtype, "threads": int(threads),
@@ -307,6 +341,22 @@ def species_scan(counts: Sequence[int] = (2, 7, 53), *, L: int = 2, K: int = 3, 
         r["vs_first"] = round(r["atom_steps_per_s"] / rows[0]["atom_steps_per_s"], 3)
         r["cpu_vs_first"] = round(r["best_cpu_s_per_step"] and rows[0]["best_cpu_s_per_step"] / r["best_cpu_s_per_step"], 3)
     return rows
+
+
+def profile_model(model: SUS2Potential, atoms: Atoms, dtype: str, threads: int, device: str, steps: int = 5) -> str:
+    """torch.profiler table (top 25 operators/kernels by self time) of ``steps`` calls of the model
+    alone on the MD path (the ``model`` rows)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(int(threads))
+    case = _model_case(model, atoms, dtype, int(threads), device)
+    case.run(2)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        case.run(steps)
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    head = f"{len(atoms)} atoms, {dtype}, {threads} thread(s), {device}, {steps} calls\n"
+    return head + prof.key_averages().table(sort_by=key, row_limit=25)
 
 
 # ---------------------------------------------------------------------------- report
@@ -340,15 +390,20 @@ def to_markdown(report: dict) -> str:
                   "| atoms | backend | dtype | threads | device | ms/step | atom-steps/s | × model alone | CPU ms/step |",
                   "|---:|---|---|---:|---|---:|---:|---:|---:|"]
         for r in report["results"]:
+            if "not_measured" in r:
+                lines.append(f"| {r['n_atoms']} | {r['backend']} | {r['dtype']} | {r['threads']} | {r['device']} | "
+                             f"not measured: {r['not_measured']} | | | |")
+                continue
             rel = "" if r.get("vs_model_alone") is None else f"{r['vs_model_alone']:.2f}"
             lines.append(f"| {r['n_atoms']} | {r['backend']} | {r['dtype']} | {r['threads']} | {r['device']} | "
                          f"{1e3 * r['best_s_per_step']:.1f} | {_fmt_rate(r['atom_steps_per_s'])} | {rel} | "
                          f"{1e3 * r['best_cpu_s_per_step']:.1f} |")
-        lines += ["", "backend `model` = energy+forces of the eager model with its neighbour list, no MD engine; "
-                  "`torch` = OpenMM TorchForce; `python` = OpenMM PythonForce; `compiled` = PythonForce over the "
-                  "torch.compile'd padded per-centre Verlet-list evaluation (sus2md.export.PaddedAdapter). CPU ms/step = process CPU time "
-                  "(all threads) per step: insensitive to waiting for a busy CPU, so a steadier cost measure on a "
-                  "shared machine.", ""]
+        lines += ["", "backend `model` = energy+forces of the model alone on the MD path (padded per-centre Verlet "
+                  "list, AOTInductor-compiled step, list kept); `model-eager` = the eager edge-list model with a fresh "
+                  "neighbour list per call; MD through OpenMM: `auto` = the default (compiled where it can be), "
+                  "`compiled` = PythonForce over the compiled padded step, `torch` = TorchForce, `python` = "
+                  "PythonForce over TorchScript. CPU ms/step = process CPU time (all threads) per step: insensitive "
+                  "to waiting for a busy CPU, so a steadier cost measure on a shared machine.", ""]
     if report.get("species_scan"):
         s0 = report["species_scan"][0]
         lines += [f"## Cost vs number of species ({s0['basis']}, cutoff {s0['cutoff_A']} Å, random fcc alloys, "

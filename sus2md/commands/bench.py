@@ -39,7 +39,7 @@ def bench(
     species: Optional[str] = typer.Option(None, help="Element symbols of the model's species in type order (for .mtp files that name none)."),
     sizes: str = typer.Option("1500", help="Target atom counts, e.g. 1500,12000,100000 (the structure is replicated k x k x k)."),
     dtypes: str = typer.Option("float32,float64", help="Model precisions."),
-    backends: str = typer.Option("model,torch,python", help="model (energy+forces alone), torch (TorchForce MD), python (PythonForce MD), compiled (PythonForce over torch.compile; opt-in, compiles first)."),
+    backends: str = typer.Option("model,auto,torch", help="model (energy+forces alone on the MD path: compiled padded step), model-eager (eager edge-list model), and MD through OpenMM: auto (the default backend), compiled, torch (TorchForce), python (PythonForce over TorchScript)."),
     threads: str = typer.Option("1", help="Thread counts (torch intra-op and OpenMM CPU), e.g. 1,2."),
     device: str = typer.Option("cpu", help="cpu (OpenMM CPU platform) or cuda (CUDA platform, mixed precision)."),
     steps: int = typer.Option(5, help="Steps (or model calls) per timed round."),
@@ -50,6 +50,7 @@ def bench(
     scan_atoms: int = typer.Option(2048, help="Atoms of the --species-scan alloys."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report as JSON."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the report as Markdown tables."),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="Also profile the model alone (torch.profiler, largest size, last dtype) into this text file."),
 ) -> None:
     """Atom-steps/s of energy+forces and of OpenMM MD vs size, precision, backend, threads, device."""
     from sus2md.bench import throughput as lib
@@ -69,7 +70,7 @@ def bench(
     atoms = read_structure(structure, species=sp) if structure is not None else None
     if atoms is not None:
         validate_structure(atoms, source=structure.name)
-    for out in (json_out, markdown):  # before the timing, which may take long
+    for out in (json_out, markdown, profile):  # before the timing, which may take long
         if out is not None and (out.is_dir() or not out.parent.is_dir()):
             raise UsageError(f"cannot write {out}: " + ("it is a directory" if out.is_dir() else
                                                         f"{out.parent} is not a directory"))
@@ -98,6 +99,11 @@ def bench(
             except OSError as e:
                 raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
             typer.echo(f"{what} written to {out}")
+    if profile:
+        big = max(cfg.sizes)
+        sys_atoms = lib.replicate(atoms, big) if atoms is not None else lib.random_alloy(sp, big)
+        profile.write_text(lib.profile_model(pot, sys_atoms, cfg.dtypes[-1], cfg.threads[0], cfg.device))
+        typer.echo(f"profile written to {profile}")
 
 
 COMMANDS = [bench]

@@ -8,7 +8,7 @@ each chunk's J is close to its own largest count.  Every call evaluates all slot
 :meth:`SUS2Potential.padded_energies_and_gradients`; pairs beyond r_c contribute exactly 0, so
 nothing is pruned or repacked between rebuilds.
 
-Chunks keep the working set of a call independent of N: on a CPU a chunk of 512 centres stays in
+Chunks keep the working set of a call independent of N: on a CPU a chunk of 256 centres stays in
 cache, so the per-atom cost does not grow with the system; on a GPU one chunk holds up to 32768
 centres, enough to fill the device.  :meth:`PaddedAdapter.step` (one chunk) is what
 :mod:`sus2md.export.aot` compiles ahead of time; the list bookkeeping around it stays eager and
@@ -25,7 +25,7 @@ from sus2md.export.adapter import DEFAULT_SKIN_A, OpenMMAdapter, _require_specie
 from sus2md.nn.neighbors import neighbor_list
 from sus2md.nn.potential import SUS2Potential
 
-__all__ = ["PaddedAdapter", "StepFunction", "default_chunk_atoms"]
+__all__ = ["PaddedAdapter", "StepFunction", "default_chunk_atoms", "verlet_pairs"]
 
 #: one chunk: (pos (N, 3) Å float64, forces (N, 3) eV/Å accumulated in place, centre (C,),
 #: species (C,), nbr (C, J), nbr_shift (C, 3, J) Å float64, nbr_species (C, J))
@@ -34,9 +34,24 @@ StepFunction = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 Chunk = Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
+def verlet_pairs(pos: Tensor, cell: Tensor, pbc: Tensor, cutoff: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """(i, j, integer cell shifts) of all pairs within ``cutoff`` (every periodic image): vesin's
+    cell list on a CPU (5x faster than the torch one: 6 against 30 ms for 1500 atoms), the torch
+    list (:func:`sus2md.nn.neighbors.neighbor_list`) on other devices."""
+    if pos.device.type != "cpu":
+        return neighbor_list(pos, cell, pbc, cutoff)
+    import numpy as np
+    import vesin
+
+    i, j, s = vesin.NeighborList(cutoff=float(cutoff), full_list=True).compute(
+        points=pos.numpy(), box=cell.numpy(), periodic=[bool(x) for x in pbc], quantities="ijS")
+    return (torch.from_numpy(i.astype(np.int64)), torch.from_numpy(j.astype(np.int64)),
+            torch.from_numpy(s.astype(np.float64)))
+
+
 def default_chunk_atoms(device: torch.device) -> int:
     """Centres per chunk: cache-sized on a CPU, device-filling on a GPU."""
-    return 32768 if device.type == "cuda" else 512
+    return 32768 if device.type == "cuda" else 256
 
 
 class PaddedAdapter(OpenMMAdapter):
@@ -73,7 +88,7 @@ class PaddedAdapter(OpenMMAdapter):
         """Chunked, padded per-centre Verlet list of the float64 positions ``pos`` (Å)."""
         n = pos.shape[0]
         device = pos.device
-        i, j, shifts = neighbor_list(pos, cell, pbc, self.cutoff + max(self.skin, 0.0))
+        i, j, shifts = verlet_pairs(pos, cell, pbc, self.cutoff + max(self.skin, 0.0))
         if i.shape[0] > 1 and not bool((i[1:] >= i[:-1]).all()):
             order = torch.argsort(i, stable=True)
             i, j, shifts = i[order], j[order], shifts[order]

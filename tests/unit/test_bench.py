@@ -5,15 +5,15 @@ No timing assertions: speeds on a shared machine prove nothing; the structure of
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ase.build import bulk
 
 from sus2md.bench import throughput as bench
 from sus2md.errors import UsageError
-from sus2md.io.mtp import write_mtp
-from sus2md.train.init_model import init_mtp
 
+ROOT = Path(__file__).resolve().parents[2]
 ROW_KEYS = {"kind", "backend", "dtype", "threads", "device", "n_atoms", "size_requested", "steps", "repeats",
             "best_s_per_step", "median_s_per_step", "atom_steps_per_s", "vs_model_alone"}
 SCAN_KEYS = {"n_species", "species", "n_atoms", "neighbors_per_atom", "parameters", "basis", "cutoff_A",
@@ -22,10 +22,11 @@ SCAN_KEYS = {"n_species", "species", "n_atoms", "neighbors_per_atom", "parameter
 
 @pytest.fixture
 def tiny(tmp_path):
-    model = tmp_path / "cuag.mtp"
-    write_mtp(init_mtp(2, 2, ["Cu", "Ag"], 4.0, radial_basis_size=4), model)
+    """The corpus' tiny Cu/Se model: its compiled step is shared with the other tests of a session."""
+    model = tmp_path / "cuse.mtp"
+    model.write_text((ROOT / "tests" / "corpus" / "tiny.mtp").read_text())
     atoms = bulk("Cu", "fcc", a=3.9, cubic=True).repeat((2, 2, 2))
-    atoms.symbols[::3] = "Ag"
+    atoms.symbols[::3] = "Se"
     structure = tmp_path / "cell.extxyz"
     atoms.write(structure)
     return model, structure
@@ -38,8 +39,8 @@ def run_cli(*args, cwd):
 def test_bench_cli_writes_json_and_markdown(tiny, tmp_path):
     model, structure = tiny
     js, md = tmp_path / "b.json", tmp_path / "b.md"
-    r = run_cli(model, "--structure", structure, "--sizes", "32,256", "--dtypes", "float32,float64",
-                "--backends", "model,torch,python", "--threads", "1", "--steps", "1", "--repeats", "1",
+    r = run_cli(model, "--structure", structure, "--sizes", "32,256", "--dtypes", "float64",
+                "--backends", "model,model-eager,auto,torch,python", "--threads", "1", "--steps", "1", "--repeats", "1",
                 "--warmup", "0", "--species-scan", "--scan-species", "2,3", "--scan-atoms", "32",
                 "--json", js, "--markdown", md, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -47,14 +48,15 @@ def test_bench_cli_writes_json_and_markdown(tiny, tmp_path):
     assert rep["schema"] == bench.SCHEMA
     assert {"date", "cpu_model", "logical_cores", "loadavg", "gpu", "versions"} <= set(rep["machine"])
     assert {"sus2md", "torch", "openmm"} <= set(rep["machine"]["versions"])
-    assert rep["species"] == ["Cu", "Ag"] and "ratios" in rep["note"]
+    assert rep["species"] == ["Cu", "Se"] and "ratios" in rep["note"]
     rows = rep["results"]
-    assert len(rows) == 2 * 2 * 3  # sizes x dtypes x backends
+    assert len(rows) == 2 * 1 * 5  # sizes x dtypes x backends
     for row in rows:
         assert ROW_KEYS <= set(row)
         assert row["atom_steps_per_s"] > 0
     assert sorted({row["n_atoms"] for row in rows}) == [32, 256]  # 32-atom cell replicated 2x2x2
     assert all(row["vs_model_alone"] == 1.0 for row in rows if row["backend"] == "model")
+    assert all(row["resolved_backend"] == "compiled" for row in rows if row["backend"] == "auto")
     assert [s["n_species"] for s in rep["species_scan"]] == [2, 3]
     for s in rep["species_scan"]:
         assert SCAN_KEYS <= set(s)
