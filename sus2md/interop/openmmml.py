@@ -4,12 +4,12 @@ Registered through the ``openmmml.potentials`` entry point (``pyproject.toml``),
 
     from openmmml import MLPotential
     potential = MLPotential("sus2", modelPath="cu2se.mtp", species=["Cu", "Se"])
-    system = potential.createSystem(topology)                        # TorchForce, float64
+    system = potential.createSystem(topology)                        # default backend (auto), float64
     system = potential.createSystem(topology, backend="python", dtype="float32")
 
 Arguments of ``MLPotential``: ``modelPath`` (``.mtp`` or a ``sus2md compile`` file), ``species``
 (the model's element symbols in type order, for ``.mtp`` files that name none) and ``dtype``.
-Arguments of ``createSystem``/``createMixedSystem``: ``backend`` (``torch`` or ``python``),
+Arguments of ``createSystem``/``createMixedSystem``: ``backend`` (``auto``, ``compiled``, ``torch`` or ``python``),
 ``dtype`` (overrides the constructor's) and ``useCudaGraphs``.  Particles map to species by
 their topology element.  The force is built by :func:`sus2md.engine.force.to_openmm_force`;
 this module only adapts openmm-ml's calling convention (nm and kJ/mol are already the adapter's).
@@ -46,12 +46,13 @@ class SUS2PotentialImpl(MLPotentialImpl):
         self.dtype = dtype
 
     def addForces(self, topology: openmm.app.Topology, system: openmm.System, atoms: Iterable[int] | None,
-                  forceGroup: int, backend: str = "torch", dtype: str | None = None, useCudaGraphs: bool = False,
+                  forceGroup: int, backend: str = "auto", dtype: str | None = None, useCudaGraphs: bool = False,
                   **args) -> None:
         """Add the force (openmm-ml calls this from ``createSystem``/``createMixedSystem``).
 
-        A subset of ``atoms`` needs ``backend='python'`` (``PythonForce.setParticles``): the
-        TorchForce adapter always receives every particle of the System.
+        ``backend`` is that of :func:`sus2md.engine.force.to_openmm_force` (default ``auto``).  A
+        subset of ``atoms`` needs a PythonForce backend (``auto``/``compiled``/``python``:
+        ``PythonForce.setParticles``): the TorchForce adapter always receives every particle.
         """
         from sus2md.engine.force import to_openmm_force
 
@@ -59,9 +60,9 @@ class SUS2PotentialImpl(MLPotentialImpl):
         if atoms is not None:
             atoms = list(atoms)
             included = [included[i] for i in atoms]
-            if backend != "python" and len(atoms) != system.getNumParticles():
-                raise UsageError("a SUS2 potential on a subset of the atoms needs backend='python' "
-                                 "(createSystem(..., backend='python'))")
+            if backend == "torch" and len(atoms) != system.getNumParticles():
+                raise UsageError("a SUS2 potential on a subset of the atoms needs a PythonForce backend "
+                                 "(createSystem(..., backend='auto', 'compiled' or 'python'))")
         missing = [a.index for a in included if a.element is None]
         if missing:
             raise UsageError(f"topology atoms {missing[:5]} have no element; SUS2 maps particles to species by element")
@@ -69,7 +70,10 @@ class SUS2PotentialImpl(MLPotentialImpl):
         force = to_openmm_force(self.modelPath, [a.element.symbol for a in included], backend=backend,
                                 dtype=dtype or self.dtype, use_cuda_graphs=useCudaGraphs, species=self.species,
                                 periodic=periodic)
-        if atoms is not None and backend == "python":
+        if atoms is not None and len(atoms) != system.getNumParticles():
+            if not isinstance(force, openmm.PythonForce):  # auto fell back to TorchForce
+                raise UsageError("a SUS2 potential on a subset of the atoms needs a PythonForce backend, but the "
+                                 "compiled backend is not available here; pass backend='python'")
             force.setParticles(atoms)
         force.setForceGroup(forceGroup)
         system.addForce(force)

@@ -56,7 +56,7 @@ def _cell():
     return a
 
 
-@pytest.mark.parametrize("backend", ["torch", "python"])
+@pytest.mark.parametrize("backend", ["auto", "torch", "python"])
 def test_openmmml_create_system_matches_ase(model, model_file, backend):
     mlpotential = pytest.importorskip("openmmml.mlpotential", reason="openmm-ml is optional (pip install openmmml)")
     atoms = _cell()
