@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import yaml
 
 from sus2md.engine.events import load_eager_model
@@ -194,8 +195,7 @@ def _preflight(proto: Protocol, atoms: Any, threads: int) -> Any:
             module = bound_adapter(model, atoms, dtype=proto.dtype, species=m.species)
         else:
             module = None
-            eager = load_eager_model(proto)
-            species_index(atoms, list(eager.species_names), source="system")
+            species_index(atoms, list(load_eager_model(proto).species_names), source="system")
             if proto.backend == "compiled" and path.suffix == ".pt":
                 from sus2md.export.torchscript import eager_model_of_compiled
 
@@ -204,7 +204,27 @@ def _preflight(proto: Protocol, atoms: Any, threads: int) -> Any:
         what = str(exc).split(": ", 1)[-1].replace("the model's species", f"the species of {path.name}")
         raise UnknownSpeciesError(f"{Path(proto.structure.path).name}: {what}") from None
     make_platform(proto.platform, proto.precision, threads, proto.cuda_graphs)
+    _warn_below_min_dist(atoms, float(load_eager_model(proto).min_dist), Path(proto.structure.path).name, path.name)
     return module
+
+
+def _warn_below_min_dist(atoms: Any, min_dist_A: float, structure: str, model: str) -> None:
+    """A warning when atoms are closer than the model's ``min_dist`` (the inner edge of its radial
+    basis): its energies there are an extrapolation, and minimization or MD may collapse."""
+    from ase.neighborlist import neighbor_list
+
+    if min_dist_A <= 0 or len(atoms) < 2:
+        return
+    i, j, d = neighbor_list("ijd", atoms, cutoff=min_dist_A)
+    keep = i < j
+    if not keep.any():
+        return
+    k = int(np.argmin(np.where(keep, d, np.inf)))
+    sym = atoms.get_chemical_symbols()
+    log.warning("%s: atoms %d (%s) and %d (%s) are %.3g Å apart, below %s's min_dist %.3g Å (%d pair(s) in all): "
+                "the model is not trained there, so energies are an extrapolation and minimization or MD may "
+                "collapse the structure; check the coordinates", structure, int(i[k]), sym[int(i[k])], int(j[k]),
+                sym[int(j[k])], float(d[k]), model, min_dist_A, int(keep.sum()))
 
 
 def _grading_setup(proto: Protocol, atoms: Any) -> Grading | None:
