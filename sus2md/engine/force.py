@@ -218,8 +218,12 @@ def _scripted_force(model: Any, particles: Atoms | Sequence[str], backend: str, 
 
 def make_force(model: Any, species_of_particles: Atoms | Sequence[str], *, backend: str = "auto",
                dtype: str | None = None, device: str = "cpu", use_cuda_graphs: bool = False,
-               species: Sequence[str] | None = None, periodic: bool = True) -> tuple[openmm.Force, ForceInfo]:
+               species: Sequence[str] | None = None, periodic: bool = True,
+               threads: int | None = None) -> tuple[openmm.Force, ForceInfo]:
     """:func:`to_openmm_force` and a :class:`ForceInfo` saying what was built."""
+    from sus2md.engine.threads import apply_threads
+
+    apply_threads(threads)
     if backend not in BACKENDS:
         raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if device not in DEVICES:
@@ -264,7 +268,8 @@ def _finish(force: openmm.Force, info: ForceInfo, periodic: bool) -> None:
 
 def to_openmm_force(model: Any, species_of_particles: Atoms | Sequence[str], *, backend: str = "auto",
                     dtype: str | None = None, device: str = "cpu", use_cuda_graphs: bool = False,
-                    species: Sequence[str] | None = None, periodic: bool = True) -> openmm.Force:
+                    species: Sequence[str] | None = None, periodic: bool = True,
+                    threads: int | None = None) -> openmm.Force:
     """An OpenMM force evaluating ``model`` on the given particles (positions nm, energy kJ/mol).
 
     Args:
@@ -278,6 +283,10 @@ def to_openmm_force(model: Any, species_of_particles: Atoms | Sequence[str], *, 
         use_cuda_graphs: capture the model in a CUDA graph (TorchForce on the CUDA platform only).
         species: the model's element symbols in type order, for models that name none.
         periodic: the system has a periodic box (positions in nm, box in nm).
+        threads: torch threads for the model, as ``sus2md run`` sets them (None: the usable cores
+            that are idle now, :func:`sus2md.engine.threads.default_threads`; pass
+            ``torch.get_num_threads()`` to keep your own).  OpenMM's CPU platform takes its own
+            ``Threads`` property.
 
     Raises:
         UnknownSpeciesError: a particle's element is not one of the model's species.
@@ -285,4 +294,4 @@ def to_openmm_force(model: Any, species_of_particles: Atoms | Sequence[str], *, 
         CompileError: ``backend='compiled'`` and the model cannot be compiled here.
     """
     return make_force(model, species_of_particles, backend=backend, dtype=dtype, device=device,
-                      use_cuda_graphs=use_cuda_graphs, species=species, periodic=periodic)[0]
+                      use_cuda_graphs=use_cuda_graphs, species=species, periodic=periodic, threads=threads)[0]

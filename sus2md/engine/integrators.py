@@ -139,7 +139,8 @@ def create_simulation(atoms: Atoms, model: str | Path | SUS2Potential | torch.ji
     if barostat is not None and not periodic:
         raise UsageError("a barostat needs a periodic structure (pbc on all three axes)")
     force, info = make_force(model, atoms, backend=backend, dtype=dtype, device=model_device(plat),
-                             use_cuda_graphs=cuda_graphs, species=species, periodic=periodic)
+                             use_cuda_graphs=cuda_graphs, species=species, periodic=periodic,
+                             threads=torch.get_num_threads())  # make_platform applied the thread setting
     top, system, pos_nm = build_system(atoms, force, remove_com_motion=remove_com_motion)
     if barostat is not None:
         system.addForce(barostat)

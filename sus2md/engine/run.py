@@ -203,6 +203,10 @@ def _preflight(proto: Protocol, atoms: Any, threads: int) -> Any:
     except UnknownSpeciesError as exc:  # name the structure file and the model, not "system"
         what = str(exc).split(": ", 1)[-1].replace("the model's species", f"the species of {path.name}")
         raise UnknownSpeciesError(f"{Path(proto.structure.path).name}: {what}") from None
+    except UsageError as exc:
+        if "species" not in str(exc) or str(exc).startswith("model"):
+            raise
+        raise UsageError(f"model.species ({path.name}): {exc}") from None
     make_platform(proto.platform, proto.precision, threads, proto.cuda_graphs)
     _warn_below_min_dist(atoms, float(load_eager_model(proto).min_dist), Path(proto.structure.path).name, path.name)
     return module

@@ -45,7 +45,7 @@ from sus2md.engine.outputs import (
 from sus2md.engine.provenance import Provenance
 from sus2md.engine.state import HeatFluxFunction
 from sus2md.protocol import NPTStage, Protocol
-from sus2md.units import EV_PER_A_TO_KJ_PER_MOL_NM
+from sus2md.units import EV_PER_A_TO_KJ_PER_MOL_NM, KJ_PER_MOL_TO_EV
 
 KJ_PER_MOL_NM_TO_EV_PER_A = 1.0 / EV_PER_A_TO_KJ_PER_MOL_NM
 
@@ -333,7 +333,11 @@ class StageRunner(StageEvents):
         if res.stopped:
             self._interrupt(i, sim, 0)
             return False
-        if not res.converged:
+        if res.converged:
+            log.info("stage '%s': minimized in %d iterations, E %.6f -> %.6f eV, max |F| %.4g eV/Å", stage.name,
+                     res.iterations, res.energy_before_kJ_mol * KJ_PER_MOL_TO_EV, res.energy_after_kJ_mol * KJ_PER_MOL_TO_EV,
+                     res.max_force_kJ_mol_nm * KJ_PER_MOL_NM_TO_EV_PER_A)
+        else:
             cap = f"max_iterations {stage.max_iterations}" if stage.max_iterations else "no iteration cap"
             log.warning("stage '%s': minimization ended unconverged after %d iterations (%s): RMS force %.4g > "
                         "tolerance %.4g kJ/mol/nm, max |F| %.4g eV/Å; the structure is not at an energy minimum "
