@@ -5,7 +5,8 @@ Each check returns the measured error so tests can assert per-dtype tolerances:
 * :func:`fd_force_error` — max |F_analytic - F_central-difference| (eV/Å);
 * :func:`fd_virial_error` — max |W_analytic - W_finite-strain| (eV), W = -dE/dε;
 * :func:`invariance_errors` — |ΔE| under translation, rotation, permutation, periodic re-wrapping;
-* :func:`supercell_error` — |E(n1 n2 n3 cell)/(n1 n2 n3) - E(cell)| per atom.
+* :func:`supercell_error` — |E(n1 n2 n3 cell)/(n1 n2 n3) - E(cell)| per atom;
+* :func:`eos_bulk_modulus_GPa` — the bulk modulus of the model's 0 K equation of state.
 """
 from __future__ import annotations
 
@@ -100,3 +101,19 @@ def supercell_error(model: SUS2Potential, atoms: Atoms, reps: tuple[int, int, in
     n = int(np.prod(reps))
     big = atoms.repeat(reps)
     return abs(_energy(model, big) / n - _energy(model, atoms)) / len(atoms)
+
+
+def eos_bulk_modulus_GPa(model: SUS2Potential, atoms: Atoms, strain: float = 0.03, points: int = 11) -> float:
+    """Bulk modulus (GPa) of the model's 0 K equation of state: ``atoms`` (with
+    ``arrays['mtp_type']``) scaled isotropically over ±``strain`` in length, fitted by ASE's
+    Birch-Murnaghan ``EquationOfState``.  The reference for NPT volume fluctuations."""
+    from ase.eos import EquationOfState
+    from ase.units import GPa
+
+    vols, energies = [], []
+    for s in np.linspace(1 - strain, 1 + strain, points):
+        a = atoms.copy()
+        a.set_cell(atoms.cell.array * s, scale_atoms=True)
+        vols.append(a.get_volume())
+        energies.append(_energy(model, a))
+    return float(EquationOfState(vols, energies, eos="birchmurnaghan").fit()[2] / GPa)

@@ -57,19 +57,13 @@ def column(rows: list[dict[str, str]], name: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def eos_bulk_modulus_GPa() -> float:
-    from ase.eos import EquationOfState
-    from ase.units import GPa
+    from sus2md.io.data import species_index
+    from sus2md.model import load_model
+    from sus2md.testing import eos_bulk_modulus_GPa
 
-    from sus2md.interop.ase import SUS2Calculator
-
-    calc = SUS2Calculator(MODEL, species=SPECIES, backend="eager")
-    vols, energies = [], []
-    for a in np.linspace(3.50, 3.72, 11):
-        atoms = bulk("Cu", "fcc", a=a, cubic=True)
-        atoms.calc = calc
-        vols.append(atoms.get_volume())
-        energies.append(atoms.get_potential_energy())
-    return float(EquationOfState(vols, energies, eos="birchmurnaghan").fit()[2] / GPa)
+    atoms = bulk("Cu", "fcc", a=3.59, cubic=True)
+    atoms.arrays["mtp_type"] = species_index(atoms, SPECIES)
+    return eos_bulk_modulus_GPa(load_model(MODEL, species=SPECIES), atoms)
 
 
 def test_nvt_kinetic_energy_is_canonical(tmp_path):
