@@ -1,7 +1,8 @@
 """Integrators, barostats, platforms and a ready ``Simulation`` for a SUS2 model.
 
 Units in names: ``timestep_fs``, ``temperature_K``, ``friction_per_ps``, ``pressure_bar``.
-NPT needs no virial: OpenMM's barostats are Monte Carlo moves accepted on the energy alone.
+NPT needs no virial: Monte Carlo barostats accept moves on the energy alone (protocols use
+:mod:`sus2md.engine.barostat`).
 """
 from __future__ import annotations
 
@@ -62,8 +63,11 @@ def make_integrator(kind: str, timestep_fs: float, temperature_K: float | None =
 
 def make_barostat(kind: str, pressure_bar: float, temperature_K: float, interval_steps: int = 25,
                   seed: int | None = None) -> openmm.Force:
-    """Monte Carlo barostat: ``isotropic`` (volume), ``anisotropic`` (three box lengths) or
-    ``flexible`` (all six cell degrees of freedom, for solids)."""
+    """OpenMM's own Monte Carlo barostat force, for scripts that build their System by hand:
+    ``isotropic`` (volume), ``anisotropic`` (three box lengths) or ``flexible`` (all six cell
+    degrees of freedom).  Protocols use :class:`sus2md.engine.barostat.CellBarostat` instead: it
+    reports acceptance and moves atoms affinely; OpenMM's flexible barostat scales atoms along the
+    diagonal only and does not move a crystal's box (see that module)."""
     if kind not in BAROSTATS:
         raise UsageError(f"barostat must be one of {', '.join(BAROSTATS)}, got {kind!r}")
     if not temperature_K > 0:
