@@ -17,7 +17,9 @@ from sus2md.engine.outputs import checkpoint_bytes, write_checkpoint
 from sus2md.engine.state import (
     HeatFluxFunction,
     Snapshot,
+    adapter_virial,
     blowup_problem,
+    eager_virial,
     take_snapshot,
     thermo_values,
     virial_pressure_bar,
@@ -131,11 +133,14 @@ class StageEvents:
         self.last_good = (data, book)
 
     def _pressure(self, snap: Snapshot) -> float | None:
-        """Virial pressure (bar) of a periodic system, from the eager model."""
+        """Virial pressure (bar) of a periodic system: from the compiled backend's own adapter when
+        the force has one, else from the eager model."""
         if snap.box_nm is None:
             return None
+        if self._force_adapter is not None:
+            return virial_pressure_bar(adapter_virial(self._force_adapter), snap)
         model, index = self._eager()
-        return virial_pressure_bar(model, index, snap)
+        return virial_pressure_bar(eager_virial(model, index), snap)
 
     def _eager(self) -> tuple[Any, Any]:
         """The run's model as an eager (or scripted) SUS2Potential and each atom's species index."""

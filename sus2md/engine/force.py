@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,9 +59,12 @@ class ForceInfo:
     device: str
     artefact: dict[str, Any] | None = None
     fallback_reason: str | None = None
+    #: the compiled backend's PaddedAdapter (the same evaluation gives virials for pressures)
+    adapter: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON-able fields (no adapter)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "adapter"}
 
     def describe(self) -> str:
         """One line for the log."""
@@ -194,7 +197,7 @@ def _compiled_force(model: Any, particles: Atoms | Sequence[str], dtype: str | N
     force = openmm.PythonForce(_CompiledFunction(adapter, periodic))
     info = ForceInfo("compiled", "compiled", dtype, device,
                      artefact={"key": artefact.key, "path": str(artefact.path), "cached": artefact.cached,
-                               "compile_s": artefact.compile_s, "load_s": artefact.load_s})
+                               "compile_s": artefact.compile_s, "load_s": artefact.load_s}, adapter=adapter)
     return force, info
 
 

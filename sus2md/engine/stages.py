@@ -117,6 +117,7 @@ class StageRunner(StageEvents):
         self.threads = threads
         self.backend: str | None = None  # the backend the first stage resolved (auto -> compiled/torch)
         self.barostat: Any = None  # the current NPT stage's CellBarostat
+        self._force_adapter: Any = None  # the compiled backend's PaddedAdapter of the current stage
         self._writers: dict[str, Any] = {}
         self._rate_mark = (0.0, 0)
         self.monitor: Any = None
@@ -197,6 +198,7 @@ class StageRunner(StageEvents):
                                 platform=p.platform, precision=p.precision, threads=self.threads, integrator=integ,
                                 remove_com_motion=p.remove_com_motion, cuda_graphs=p.cuda_graphs,
                                 species=species)
+        self._force_adapter = sim.sus2md_force_info.adapter
         if self.backend is None:
             self.backend = sim.sus2md_force_info.backend
             self.prov.engine(sim.sus2md_force_info, sim.sus2md_threads)
