@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "sus2md.commands.run",
     "sus2md.commands.interop",
     "sus2md.commands.reliability",
+    "sus2md.commands.learn",
     "sus2md.commands.bench",
     "sus2md.commands.schema",
 )

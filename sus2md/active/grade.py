@@ -310,6 +310,7 @@ class GradeMonitor:
         self.warn_threshold, self.break_threshold = warn_threshold, break_threshold
         self.dump_path = None if dump_path is None else Path(dump_path)
         self.n_dumped = 0
+        self.last_gamma: float | None = None
 
     def check(self, species: np.ndarray, positions_A: np.ndarray, cell_A: np.ndarray, pbc: np.ndarray, step: int) -> float:
         """Max grade of one snapshot: species (N,) model types, positions (N, 3) Å, cell (3, 3) Å
@@ -318,6 +319,7 @@ class GradeMonitor:
         g = grade_arrays(self.model, self.active_set, species, positions_A, cell_A, pbc)
         k = int(np.argmax(g)) if len(g) else 0
         gmax = float(g[k]) if len(g) else 0.0
+        self.last_gamma = gmax  # also when the break threshold raises below
         if gmax > self.warn_threshold:
             log.warning("step %d: extrapolation grade %.3g (atom %d) above %g", step, gmax, k, self.warn_threshold)
             if self.dump_path is not None:

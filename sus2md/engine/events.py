@@ -110,6 +110,7 @@ class StageEvents:
             gamma = self.monitor.check(self._species_index, snap.positions_nm * NM_TO_ANGSTROM, cell,
                                        np.full(3, periodic), self.step_offset[i] + step)
         except SimulationError as exc:
+            self._note_grade(self.monitor.last_gamma)
             what = str(exc).split(": ", 1)[-1]  # drop the monitor's "step N: "
             what = what.replace("the break threshold", "extrapolation.break_gamma")
             raise SimulationError(f"stage '{self.stages[i].name}' step {step}: {what}; {self._keep_last_good(i)}; "
