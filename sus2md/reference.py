@@ -1,6 +1,7 @@
 """Markdown reference pages generated from the configuration schemas: ``docs/protocol.md`` (the
-``sus2md run`` protocol, :mod:`sus2md.protocol`) and ``docs/training.md`` (the ``sus2md train``
-config, :mod:`sus2md.train.config`).
+``sus2md run`` protocol, :mod:`sus2md.protocol`), ``docs/training.md`` (the ``sus2md train``
+config, :mod:`sus2md.train.config`) and ``docs/learning.md`` (the ``sus2md learn`` config,
+:mod:`sus2md.active.config`).
 
 One source of truth: a field's description is the schema's own, either a pydantic
 ``Field(description=...)`` or the ``#:`` comment lines right above the field (the Sphinx
@@ -97,8 +98,35 @@ Relative paths are relative to the config file's directory."""
     ))
 
 
+def _learning_page() -> Page:
+    from sus2md.active import config as a
+    from sus2md.train import config as c
+
+    intro = """\
+A learning config is a YAML file (example: `examples/learn_emt.yaml`) that `sus2md learn
+CONFIG.yaml [--out DIR] [--resume]` runs: label the initial structures, train, explore by MD
+with the extrapolation grade, select by MaxVol, label, retrain from the previous model, until an
+exploration round finds nothing above `grade.select_gamma` or a cap is reached.  `model`
+(`sus2md train`'s model section) and the `training` recipe (its loss, optimizer and early
+stopping) reuse the training schema; the loop sets the data and output files.  Unknown keys are
+errors naming their YAML path; relative paths are relative to the config file's directory."""
+    return Page("Active-learning config reference (`sus2md learn`)", "sus2md/active/config.py", intro, (
+        Section("", a.LearnConfig, "top level"),
+        Section("model", c.ModelSpec),
+        Section("labeller", a.LabellerSpec),
+        Section("exploration", a.ExploreSpec),
+        Section("grade", a.GradeSpec),
+        Section("training", a.TrainingSpec),
+        Section("training.loss", c.LossSpec),
+        Section("training.optimizer", c.OptimizerSpec),
+        Section("training.early_stopping", c.EarlyStoppingSpec),
+        Section("stopping", a.StopSpec),
+    ))
+
+
 #: page name -> (builder, committed file under the repository root)
-PAGES = {"protocol": (_protocol_page, "docs/protocol.md"), "train": (_training_page, "docs/training.md")}
+PAGES = {"protocol": (_protocol_page, "docs/protocol.md"), "train": (_training_page, "docs/training.md"),
+         "learn": (_learning_page, "docs/learning.md")}
 
 
 # --- descriptions -------------------------------------------------------------------------------

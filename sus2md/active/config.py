@@ -98,7 +98,8 @@ class StopSpec(_Strict):
 
 
 class LearnConfig(_Strict):
-    """``sus2md learn`` (module docstring)."""
+    """The loop: the initial structures, the model, the labeller, the exploration MD, the grade
+    thresholds, the selection size, the training recipe, an optional test set and when to stop."""
 
     structures: list[str] = Field(description="initial structures: files or glob patterns of any ASE-readable "
                                               "format (every frame of each file)", min_length=1)

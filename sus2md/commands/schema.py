@@ -1,4 +1,4 @@
-"""``sus2md schema protocol|train``: the reference of a configuration schema, as Markdown."""
+"""``sus2md schema protocol|train|learn``: the reference of a configuration schema, as Markdown."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +8,10 @@ import typer
 
 
 def schema(
-    which: str = typer.Argument(..., help="protocol (sus2md run) or train (sus2md train)."),
+    which: str = typer.Argument(..., help="protocol (sus2md run), train (sus2md train) or learn (sus2md learn)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the page to this file (docs/protocol.md, docs/training.md) instead of printing it."),
 ) -> None:
-    """Every field of a protocol or training config: unit, default, allowed values, description."""
+    """Every field of a protocol, training or learning config: unit, default, allowed values, description."""
     from sus2md.errors import UsageError
     from sus2md.reference import render
 
