@@ -206,3 +206,19 @@ def test_bad_input(tmp_path):
         run(config(tmp_path, structures=["nothing*.xyz"]), tmp_path / "e")
     with pytest.raises(ConfigError, match="exploration.temperatures_K"):
         run(config(tmp_path, exploration={"temperatures_K": []}), tmp_path / "f")
+
+
+def test_shipped_example_config_is_valid():
+    """examples/learn_emt.yaml validates and its starting structures suit its model (the run itself
+    is benchmarks/learn_emt.py)."""
+    from sus2md.active.config import LearnConfig, learn_config_from_dict
+    from sus2md.active.learn import _initial_structures
+
+    path = ROOT / "examples" / "learn_emt.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.pop("test")  # ../shared may be absent; the rest must resolve from a fresh clone
+    cfg: LearnConfig = learn_config_from_dict(data, base=path.parent)
+    frames = _initial_structures(cfg, list(cfg.model.species))
+    assert len(frames) <= 20
+    kinds = {a.info["config_type"] for a in frames}
+    assert {"bulk_fcc_small", "surface_100", "surface_111", "vacancy"} <= kinds
