@@ -140,12 +140,12 @@ class PaddedAdapter(OpenMMAdapter):
         device (positions and cell in float64)."""
         n = pos.shape[0]
         _require_species(self.species.shape[0], n)
-        stale = (self.nl_pos.shape[0] != n or self.nl_pos.device != pos.device or not torch.equal(self.nl_cell, cell)
-                 or not torch.equal(self.nl_pbc.to(pbc.device), pbc)
-                 or (len(self.chunks) > 0 and self.chunks[0][0].device != pos.device))
-        if not stale:
+        stale = (self.nl_pos.shape[0] != n or self.nl_pos.device != pos.device or not self.chunks
+                 or self.chunks[0][0].device != pos.device or self.nl_pbc.device != pos.device)
+        if not stale:  # one host synchronisation per call: cell, periodicity and displacements at once
             disp = pos - self.nl_pos
-            stale = bool(((disp * disp).sum(dim=1) > 0.25 * self.skin * self.skin).any())
+            moved = ((disp * disp).sum(dim=1) > 0.25 * self.skin * self.skin).any()
+            stale = bool(moved | (self.nl_cell != cell).any() | (self.nl_pbc != pbc).any())
         if stale:
             self._rebuild(pos, cell, pbc)
         e_site = torch.zeros(n, dtype=torch.float64, device=pos.device)
