@@ -80,20 +80,33 @@ class LossSpec(_Strict):
     energy_weight: float = Field(1.0, ge=0, description="w_E, the weight of the energy term")
     force_weight: float = Field(0.01, ge=0, description="w_F, the weight of the force term")
     stress_weight: float = Field(0.001, ge=0, description="w_S, the weight of the virial (stress) term")
+    scaling_l2: float = Field(0.0, ge=0, description="weight of the L2 penalty on the change of every alpha and r0 "
+                                                     "from its value at the first step (eV²-like units of the loss)")
+    pair_l2: float = Field(0.0, ge=0, description="weight of the L2 penalty on the non-additive part of every alpha and r0 "
+                                                  "matrix (x_ij - mean_j - mean_i + mean): species pairs with few data "
+                                                  "follow what the data say about each species")
 
 
 class OptimizerSpec(_Strict):
     """The optimizer (``optimizer:``): L-BFGS full-batch steps or Adam mini-batch steps,
     alternating with the exact linear solve of the moment coefficients."""
 
-    kind: Literal["lbfgs", "adam"] = Field("lbfgs", description="lbfgs: full batch; adam: mini-batch steps")
+    kind: Literal["auto", "lbfgs", "adam"] = Field("auto", description="lbfgs: full-batch steps; adam: mini-batch "
+                                                                        "steps; auto: lbfgs up to full_batch_atoms "
+                                                                        "training atoms, adam above")
+    full_batch_atoms: int = Field(50000, ge=0, description="auto: the largest training set (atoms) trained by "
+                                                           "full-batch L-BFGS")
     max_steps: int = Field(200, ge=0, description="optimizer steps at most")
     max_time_min: Optional[float] = Field(None, gt=0, description="wall-clock limit, pre-training included; "
                                                                   "null: none")
     lr: float = Field(1.0, gt=0, description="L-BFGS step scale or Adam learning rate")
     lr_final: float = Field(0.01, ge=0, le=1, description="Adam: final learning rate as a fraction of lr (cosine)")
     batches_per_step: int = Field(1, ge=1, description="Adam: cached batches (data.batch_atoms each) per step")
+    lbfgs_finish_steps: int = Field(0, ge=0, description="adam: full-batch L-BFGS steps after the max_steps Adam "
+                                                         "steps (the learning rate schedule ends at max_steps)")
     history_size: int = Field(50, ge=1, description="L-BFGS: number of stored curvature pairs")
+    precondition: bool = Field(True, description="L-BFGS: diagonal metric from the squared per-batch gradients "
+                                                 "(false: the identity)")
     linear_solve_every: int = Field(25, ge=0, description="steps between linear solves; 0 = only before the first step")
     linear_subset: Optional[int] = Field(None, ge=1, description="configs (seeded random batches) used by TrainLinear; default all")
     train_species_coeffs: bool = Field(False, description="optimise the species coefficients c_t too (TrainLinear keeps them)")

@@ -1,20 +1,27 @@
-"""The training loop of ``sus2md train``: alternate exact least squares for the linear block
-(:mod:`sus2md.train.linear`) with L-BFGS (strong-Wolfe line search) or Adam over the parameters.
+"""The training loop of ``sus2md train``: full-batch L-BFGS or Adam mini-batches (optionally
+finished by L-BFGS), with the exact least squares of the linear block
+(:mod:`sus2md.train.linear`) before the first step and every ``linear_solve_every`` steps.
 
 Schedule (SPEC-sus2 8.3, simplified): seeded start, Rescale, random sampling and TrainLinear;
-then ``max_steps`` optimiser steps over all parameters except the species coefficients ``c``
-(frozen at 1, as with the authors' ``--do-lin``, unless ``train_species_coeffs``; alpha and r0
-too with ``freeze_scaling``), with TrainLinear every ``linear_solve_every`` steps (the optimiser
-state restarts after each).
+then optimiser steps over all parameters except the global ``scaling`` (redundant with the species
+weights, left to Rescale), the species coefficients ``c`` unless ``train_species_coeffs``, and
+alpha, r0 with ``freeze_scaling``.  ``optimizer.kind``:
 
-* ``lbfgs``: full batch.  Every step sees the whole training set, summed over the cached batches
-  (batch ``k`` on rank ``k % world``).
+* ``lbfgs``: full batch (:mod:`sus2md.train.lbfgs`: strong-Wolfe line search, diagonal metric
+  from the per-batch gradients).  Every step sees the whole training set, summed over the cached
+  batches (batch ``k`` on rank ``k % world``).  Suits small data: a few hundred steps fit hard.
 * ``adam``: mini-batch.  A step takes the next ``batches_per_step`` cached batches of a seeded
   permutation (a new one every epoch, a function of the step number alone, so ``--resume``
   continues the same sequence); rank ``r`` computes every ``world``-th of them and the gradients
-  are summed.  The global ``scaling`` is left to Rescale (it is redundant with the species
-  weights); the learning rate follows a cosine from ``lr`` to ``lr * lr_final`` over
-  ``max_steps``.
+  are summed.  The learning rate follows a cosine from ``lr`` to ``lr * lr_final`` over
+  ``max_steps``; ``lbfgs_finish_steps`` full-batch L-BFGS steps may follow.  Suits large data,
+  where one full-batch step costs many mini-batch steps.
+* ``auto`` (default): ``lbfgs`` up to ``full_batch_atoms`` training atoms, ``adam`` above.
+
+The loss may carry two penalties on the per-pair scaling (alpha, r0), both added once (rank 0):
+``loss.scaling_l2`` (distance from the values at the first step) and ``loss.pair_l2`` (the
+non-additive part of each (S, S) matrix, ``x_ij - mean_j x_ij - mean_i x_ij + mean x``, so that a
+species pair with few configurations follows what the data say about each of its species).
 
 Either way a run is deterministic for a seed and independent of the rank count up to round-off.
 Validation loss drives early stopping and the model kept at the end.
@@ -25,7 +32,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -35,6 +42,7 @@ from sus2md.train.checkpoint import load_checkpoint, save_checkpoint
 from sus2md.train.config import TrainConfig
 from sus2md.train.dataset import Batch
 from sus2md.train.distributed import Context
+from sus2md.train.lbfgs import LBFGS
 from sus2md.train.linear import train_linear
 from sus2md.train.loss import LossWeights, batch_loss
 
@@ -53,6 +61,7 @@ class TrainState:
     bad_checks: int = 0
     history: list = field(default_factory=list)
     done: bool = False
+    anchor: Optional[dict] = None  # alpha, r0 at the first step (the centre of loss.scaling_l2)
 
 
 class Trainer:
@@ -64,71 +73,114 @@ class Trainer:
         self.model, self.cfg, self.all_train, self.val, self.ctx = model, cfg, train, val, ctx
         self.train = train[ctx.rank::ctx.world]
         self.n_train, self.n_val = n_train, n_val
+        self.n_atoms = int(sum(int(b.graph.species.shape[0]) for b in train))
+        o = cfg.optimizer
+        self.kind = o.kind if o.kind != "auto" else ("lbfgs" if self.n_atoms <= o.full_batch_atoms else "adam")
+        self.finish = o.lbfgs_finish_steps if self.kind == "adam" else 0
+        self.total_steps = o.max_steps + self.finish
         lw = cfg.loss
         self.w = LossWeights(lw.energy_weight, lw.force_weight, lw.stress_weight)
         o = cfg.optimizer
         frozen = set() if o.train_species_coeffs else {"species_coeffs"}
         frozen |= {"alpha", "r0"} if cfg.model.freeze_scaling else set()
-        frozen |= {"scaling"} if o.kind == "adam" else set()
+        frozen |= {"scaling"}  # redundant with the species weights; left to Rescale
         for name, p in model.named_parameters():
             p.requires_grad_(name not in frozen)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.state = TrainState()
+        self.say: Callable[[str], None] = lambda msg: None  # status lines (phases, linear solves)
         self.reset_optimizer()
-        self._cache: Optional[tuple] = None
 
     # ------------------------------------------------------------------ pieces
     def reset_optimizer(self) -> None:
         """A fresh optimiser (after the parameters jumped, e.g. after a linear solve)."""
         o = self.cfg.optimizer
-        if o.kind == "lbfgs":
-            self.opt = torch.optim.LBFGS(self.params, lr=o.lr, max_iter=1, history_size=o.history_size,
-                                         line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14)
-        else:
-            self.opt = torch.optim.Adam(self.params, lr=o.lr)
-        self._cache = None
+        self.opt = torch.optim.Adam(self.params, lr=o.lr)
+        self.lbfgs = LBFGS(o.history_size, o.precondition)
 
     def _flat(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
 
-    def _loss_and_grad(self, batches: list[Batch], n_cfg: int) -> torch.Tensor:
+    def _set_flat(self, x: torch.Tensor) -> None:
+        with torch.no_grad():
+            off = 0
+            for p in self.params:
+                p.copy_(x[off:off + p.numel()].reshape(p.shape))
+                off += p.numel()
+
+    def _loss_and_grad(self, batches: list[Batch], n_cfg: int, batch_sq: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Sum over ``batches`` (and ranks) of the loss / ``n_cfg``, float64, with the summed
-        gradients left in ``p.grad``."""
-        self.opt.zero_grad(set_to_none=False)
+        gradients left in ``p.grad``; with ``batch_sq`` also the mean over all batches of the
+        squared per-batch gradients (flat, float64)."""
         for p in self.params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        total = torch.zeros((), dtype=torch.float64)
+            p.grad = torch.zeros_like(p)
+        total = self._penalty() if self.ctx.rank == 0 else torch.zeros((), dtype=torch.float64)
+        sq = torch.zeros(sum(p.numel() for p in self.params), dtype=torch.float64) if batch_sq else None
+        prev = torch.zeros_like(sq) if batch_sq else None
         for b in batches:
             loss = batch_loss(self.model, b, self.w, create_graph=True) / n_cfg
             loss.backward()
             total += loss.detach().double()
+            if batch_sq:
+                now = torch.cat([p.grad.double().reshape(-1) for p in self.params])
+                sq += (now - prev) ** 2
+                prev = now
         if self.ctx.world > 1:
             flat = self.ctx.all_reduce(torch.cat([total.reshape(1)] + [p.grad.double().reshape(-1) for p in self.params]))
             total = flat[0]
-            off = 1
-            for p in self.params:
-                p.grad.copy_(flat[off:off + p.numel()].reshape(p.shape))
-                off += p.numel()
-        return total
+            self._set_grads(flat[1:])
+            if batch_sq:
+                sq = self.ctx.all_reduce(sq)
+        if batch_sq:
+            sq /= max(1, len(self.all_train))
+        return total, sq
 
-    def closure(self) -> torch.Tensor:
-        """Full training loss (sum over ranks, / N_cfg) with gradients in ``p.grad``.
+    def _penalty(self) -> torch.Tensor:
+        """Regularisation terms of the loss (float64); their gradients are added to ``p.grad``."""
+        lw = self.cfg.loss
+        total = torch.zeros((), dtype=torch.float64)
+        if not self.model.alpha.requires_grad or not (lw.scaling_l2 > 0 or lw.pair_l2 > 0):
+            return total
+        pen = torch.zeros((), dtype=self.model.alpha.dtype)
+        for name in ("alpha", "r0"):
+            p = getattr(self.model, name)  # (blocks, S, S)
+            if lw.scaling_l2 > 0:
+                pen = pen + lw.scaling_l2 * ((p - self.state.anchor[name]) ** 2).sum()
+            if lw.pair_l2 > 0:
+                inter = p - p.mean(2, keepdim=True) - p.mean(1, keepdim=True) + p.mean((1, 2), keepdim=True)
+                pen = pen + lw.pair_l2 * (inter ** 2).sum()
+        pen.backward()
+        return total + pen.detach().double()
 
-        L-BFGS re-evaluates the point where its last line search ended at the start of every
-        ``step``; that value is returned from a cache."""
-        x = self._flat()
-        if self._cache is not None and torch.equal(self._cache[0], x):
-            for p, g in zip(self.params, self._cache[2]):
-                p.grad = g.clone()
-            return self._cache[1].clone()
-        loss_t = self._loss_and_grad(self.train, self.n_train).to(self.params[0].dtype)
-        self._cache = (x, loss_t.clone(), [p.grad.detach().clone() for p in self.params])
-        return loss_t
+    def _set_grads(self, flat: torch.Tensor) -> None:
+        off = 0
+        for p in self.params:
+            p.grad.copy_(flat[off:off + p.numel()].reshape(p.shape))
+            off += p.numel()
 
-    def linear_batches(self) -> list[Batch]:
-        """This rank's share of the batches used by TrainLinear: all of them, or a seeded random
-        selection holding at least ``optimizer.linear_subset`` configurations."""
+    def full_loss(self, x: Optional[torch.Tensor] = None, batch_sq: bool = False):
+        """Full training loss (sum over ranks, / N_cfg) and its flat float64 gradient at ``x``
+        (default: the current parameters), and the batch-gradient squares if asked."""
+        if x is not None:
+            self._set_flat(x)
+        total, sq = self._loss_and_grad(self.train, self.n_train, batch_sq)
+        g = torch.cat([p.grad.double().reshape(-1) for p in self.params])
+        return float(total), g, sq
+
+    def lbfgs_step(self) -> float:
+        """One full-batch L-BFGS iteration (line search included); returns the new loss."""
+        lb = self.lbfgs
+        if lb.x is None:
+            f, g, sq = self.full_loss(batch_sq=True)
+            lb.start(self._flat().double(), f, g, sq)
+        f, self.last_evals = lb.step(lambda x: self.full_loss(x)[:2])
+        self._set_flat(lb.x)
+        return f
+
+    def linear_batches(self, all_ranks: bool = False) -> list[Batch]:
+        """This rank's share (or, with ``all_ranks``, all) of the batches used by TrainLinear: all
+        of them, or a seeded random selection holding at least ``optimizer.linear_subset``
+        configurations."""
         o, batches = self.cfg.optimizer, self.all_train
         if o.linear_subset is not None and o.linear_subset < self.n_train:
             pick, n = [], 0
@@ -138,7 +190,7 @@ class Trainer:
                 pick.append(int(k))
                 n += batches[k].n_configs
             batches = [batches[k] for k in sorted(pick)]
-        return batches[self.ctx.rank::self.ctx.world]
+        return batches if all_ranks else batches[self.ctx.rank::self.ctx.world]
 
     def linear_solve(self) -> None:
         train_linear(self.model, self.linear_batches(), self.w, reduce=self.ctx.all_reduce if self.ctx.world > 1 else None)
@@ -164,15 +216,13 @@ class Trainer:
         """One Adam step on the next group of batches; returns its mean loss per configuration."""
         group = self._group(self.state.step)
         n_cfg = sum(b.n_configs for b in group)
-        total = self._loss_and_grad(group[self.ctx.rank::self.ctx.world], n_cfg)
+        total, _ = self._loss_and_grad(group[self.ctx.rank::self.ctx.world], n_cfg)
         for grp in self.opt.param_groups:
             grp["lr"] = self._lr(self.state.step)
         self.opt.step()
         return float(total)
 
     def validation_loss(self) -> float:
-        if self.n_val == 0:
-            return float("nan")
         total = torch.zeros((), dtype=torch.float64)
         for b in self.val:
             total += batch_loss(self.model, b, self.w, create_graph=False).detach().double()
@@ -183,7 +233,7 @@ class Trainer:
         st = self.state
         save_checkpoint(path, {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": self.opt.state_dict(), "state": st.__dict__,
+            "optimizer": self.opt.state_dict(), "lbfgs": self.lbfgs.state_dict(), "state": st.__dict__,
         })
 
     def load(self, path) -> None:
@@ -191,12 +241,13 @@ class Trainer:
         self.model.load_state_dict(ck["model"])
         self.reset_optimizer()
         self.opt.load_state_dict(ck["optimizer"])
+        self.lbfgs.load_state_dict(ck["lbfgs"])
         self.state = TrainState(**ck["state"])
 
     # ------------------------------------------------------------------ loop
     def _should_stop(self, elapsed_s: float) -> Optional[str]:
         o, st = self.cfg.optimizer, self.state
-        if st.step >= o.max_steps:
+        if st.step >= self.total_steps:
             return "max_steps"
         if o.max_time_min is not None and elapsed_s >= 60 * o.max_time_min:
             return "max_time_min"
@@ -206,10 +257,13 @@ class Trainer:
         return None
 
     def _check_validation(self, train_loss: float | None) -> dict:
+        """A validation check: the loss on the validation set, the best model so far and the
+        patience count (nothing without validation data)."""
         st = self.state
-        val = self.validation_loss()
-        rec = {"step": st.step, "train_loss": train_loss, "val_loss": val}
-        score = val if self.n_val else train_loss
+        if not self.n_val:
+            return {}
+        score = self.validation_loss()
+        rec = {"step": st.step, "train_loss": train_loss, "val_loss": score}
         if score < st.best_val:
             st.best_val, st.best_step, st.bad_checks = score, st.step, 0
             st.best_params = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -223,19 +277,27 @@ class Trainer:
         t_start = time.perf_counter()
         elapsed0 = st.elapsed_s
         reason = None
+        if st.anchor is None:
+            st.anchor = {k: getattr(self.model, k).detach().clone() for k in ("alpha", "r0")}
         if st.step == 0 and self.n_val and not st.history:  # the starting point is a candidate too
             st.history.append(self._check_validation(None))
+        self.say(self._describe())
         while (reason := self._should_stop(elapsed0 + time.perf_counter() - t_start)) is None:
             if o.linear_solve_every and st.step > 0 and st.step % o.linear_solve_every == 0:
+                t = time.perf_counter()
                 self.linear_solve()
-            if o.kind == "lbfgs":
-                loss = float(self.opt.step(self.closure))
-            else:
-                loss = self.minibatch_step()
+                self.say(f"step {st.step}: linear solve of the moment coefficients ({time.perf_counter() - t:.1f} s)")
+            full = self.phase(st.step) == "lbfgs"
+            if full and st.step == o.max_steps and self.finish:
+                self.say(f"step {st.step}: Adam done; {self.finish} full-batch L-BFGS steps "
+                         f"({self.n_train} configurations per step) follow")
+            loss = self.lbfgs_step() if full else self.minibatch_step()
             st.step += 1
             st.elapsed_s = elapsed0 + time.perf_counter() - t_start
             rec = {"step": st.step, "time_s": round(st.elapsed_s, 3), "train_loss": loss}
-            if st.step % es.validate_every == 0 or st.step == o.max_steps:
+            if full:
+                rec["evaluations"] = self.last_evals
+            if st.step % es.validate_every == 0 or st.step == self.total_steps:
                 rec.update(self._check_validation(loss))
             st.history.append(rec)
             if progress is not None:
@@ -244,6 +306,23 @@ class Trainer:
                 on_checkpoint(self)
         st.done = True
         return reason
+
+    def phase(self, step: int) -> str:
+        """The optimiser of step ``step`` (0-based): ``adam`` or ``lbfgs``."""
+        return "lbfgs" if self.kind == "lbfgs" or step >= self.cfg.optimizer.max_steps else "adam"
+
+    def _describe(self) -> str:
+        o, n_par = self.cfg.optimizer, sum(p.numel() for p in self.params)
+        limit = f"{self.total_steps} steps" + (f" or {o.max_time_min:g} min" if o.max_time_min else "")
+        if self.kind == "lbfgs":
+            how = f"full-batch L-BFGS ({self.n_train} configurations per step)"
+        else:
+            how = f"Adam mini-batches ({o.batches_per_step} x ~{self.cfg.data.batch_atoms} atoms per step)"
+            how += f", then {self.finish} full-batch L-BFGS steps" if self.finish else ""
+        why = (f" (optimizer.kind auto: {self.n_atoms} training atoms "
+               f"{'<=' if self.kind == 'lbfgs' else '>'} full_batch_atoms = {o.full_batch_atoms})" if o.kind == "auto" else "")
+        val = (f"validation every {self.cfg.early_stopping.validate_every} steps" if self.n_val else "no validation data")
+        return f"training: {how}{why}, {n_par} parameters, up to {limit}; {val}; from step {self.state.step}"
 
     def use_best(self) -> None:
         """Load the parameters of the best validation check (after the final checkpoint is saved,

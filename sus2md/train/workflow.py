@@ -91,16 +91,30 @@ def _check_training_set(cfg: TrainConfig, tr: list, va: list) -> None:
                           f"(loss.energy_weight, force_weight, stress_weight); training needs labelled data")
 
 
-def _pretrain(model: SUS2Potential, cfg: TrainConfig, fresh: bool, train_frames, trainer: Trainer) -> None:
+def _pretrain(model: SUS2Potential, cfg: TrainConfig, fresh: bool, train_frames, trainer: Trainer,
+              say: Callable[[str], None]) -> None:
+    """Rescale, random sampling (new models) and the linear solve, each announced with its time."""
     o, w = cfg.optimizer, _weights(cfg)
     rng = np.random.default_rng(o.seed)
     pick = sorted(rng.permutation(len(train_frames))[: o.init_subset])
     subset = make_batches([train_frames[k] for k in pick], model.cutoff, cfg.data.batch_atoms, DTYPES[cfg.model.dtype])
     if o.rescale:
-        rescale(model, subset, w)
+        t = time.perf_counter()
+        say(f"pre-training: Rescale of the radial scaling on {len(pick)} configurations ...")
+        s = rescale(model, subset, w)
+        say(f"pre-training: scaling = {s:.4g} ({time.perf_counter() - t:.1f} s)")
     if fresh and o.random_samples:
-        random_sampling(model, subset, w, o.random_samples, o.seed, cfg.model.freeze_scaling)
+        t = time.perf_counter()
+        say(f"pre-training: random sampling, {o.random_samples} draw(s) of the radial block on {len(pick)} "
+            f"configurations ...")
+        best = random_sampling(model, subset, w, o.random_samples, o.seed, cfg.model.freeze_scaling)
+        say(f"pre-training: best subset loss {best / max(1, len(pick)):.4g} per configuration "
+            f"({time.perf_counter() - t:.1f} s)")
+    t = time.perf_counter()
+    n_lin = sum(b.n_configs for b in trainer.linear_batches(all_ranks=True))
+    say(f"pre-training: linear solve of the moment coefficients on {n_lin} training configurations ...")
     trainer.linear_solve()
+    say(f"pre-training: done ({time.perf_counter() - t:.1f} s)")
 
 
 def _weights(cfg: TrainConfig):
@@ -142,12 +156,12 @@ def _write_logs(cfg: TrainConfig, result: dict, history: list) -> None:
         wr.writerows(history)
 
 
-def _progress_bar(cfg: TrainConfig, ctx: Context, start: int):
+def _progress_bar(cfg: TrainConfig, ctx: Context, start: int, total: int):
     if not (cfg.output.progress and ctx.is_main):
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.optimizer.max_steps, initial=start, desc="train", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
     last = {}
 
     def update(rec: dict) -> None:
@@ -156,6 +170,18 @@ def _progress_bar(cfg: TrainConfig, ctx: Context, start: int):
         bar.update(1)
 
     return bar, update
+
+
+def _beside(bar, say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say`` that keeps a progress bar intact."""
+    if bar is None:
+        return say
+
+    def line(msg: str) -> None:
+        with bar.external_write_mode():
+            say(msg)
+
+    return line
 
 
 def train_model(cfg: TrainConfig, resume: bool = False, echo: Optional[Callable[[str], None]] = None) -> TrainResult:
@@ -182,14 +208,15 @@ def train_model(cfg: TrainConfig, resume: bool = False, echo: Optional[Callable[
             trainer.load(cfg.output.checkpoint)
             say(f"resumed from {cfg.output.checkpoint} at step {trainer.state.step}")
         else:
-            _pretrain(model, cfg, fresh, tr, trainer)
+            _pretrain(model, cfg, fresh, tr, trainer, say)
             trainer.reset_optimizer()
             trainer.state.elapsed_s = time.perf_counter() - t0  # max_time_min counts the pre-training
         def save(tr_: Trainer) -> None:  # checkpoint and the log so far
             tr_.save(cfg.output.checkpoint)
             _write_logs(cfg, {"steps": tr_.state.step}, tr_.state.history)
 
-        bar, update = _progress_bar(cfg, ctx, trainer.state.step)
+        bar, update = _progress_bar(cfg, ctx, trainer.state.step, trainer.total_steps)
+        trainer.say = _beside(bar, say)
         try:
             reason = trainer.run(progress=update, on_checkpoint=save if ctx.is_main else None)
         finally:

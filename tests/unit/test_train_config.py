@@ -21,7 +21,7 @@ def test_defaults():
 
 
 @pytest.mark.parametrize("data, match", [
-    (_with("optimizer", kind="sgd"), r"optimizer\.kind: Input should be 'lbfgs' or 'adam'"),
+    (_with("optimizer", kind="sgd"), r"optimizer\.kind: Input should be 'auto', 'lbfgs' or 'adam'"),
     (_with("loss", force_weight=-1), r"loss\.force_weight: Input should be greater than or equal to 0, got -1"),
     (_with("model", colour="red"), r"model\.colour: Extra inputs are not permitted"),
     ({"model": {"L": 2}, "data": {"train": "x"}}, r"model: species: a new model needs its element symbols"),

@@ -22,8 +22,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+PENALTIES = dict(loss__pair_l2=0.01, loss__scaling_l2=0.01)  # added once, on rank 0
 ADAM = dict(optimizer__kind="adam", optimizer__lr=0.005, optimizer__batches_per_step=4, optimizer__max_steps=6,
-            optimizer__linear_solve_every=3, optimizer__train_species_coeffs=True, data__batch_atoms=16)
+            optimizer__linear_solve_every=3, optimizer__train_species_coeffs=True, data__batch_atoms=16,
+            optimizer__lbfgs_finish_steps=2, **PENALTIES)
 
 
 def _worker(rank: int, world: int, port: int, out: str, over: dict) -> None:
@@ -39,8 +41,9 @@ def _worker(rank: int, world: int, port: int, out: str, over: dict) -> None:
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
-@pytest.mark.parametrize("over", [dict(optimizer__max_steps=4, optimizer__linear_solve_every=2), ADAM],
-                         ids=["lbfgs-full-batch", "adam-minibatch"])
+@pytest.mark.parametrize("over", [dict(optimizer__kind="lbfgs", optimizer__max_steps=4, optimizer__linear_solve_every=2,
+                                       **PENALTIES), ADAM],
+                         ids=["lbfgs-full-batch", "adam-minibatch-then-lbfgs"])
 def test_two_ranks_match_one(tmp_path, over):
     torch.set_num_threads(1)
     single = train_model(tiny_config(tmp_path / "one", **over))
