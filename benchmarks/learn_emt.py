@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SUS2MD_SHARED", ROOT.parent / "shared")) / "data"
 EXAMPLE = ROOT / "examples" / "learn_emt.yaml"
 SPECIES = ["Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"]
-TYPES = ("md", "bulk_fcc_large", "bulk_fcc_small", "vacancy", "surface_100", "surface_111", "bcc", "hcp",
+TYPES = ("md", "bulk_fcc_large", "bulk_fcc_small", "vacancy", "surface_fcc100", "surface_fcc111", "bcc", "hcp",
          "eos_unary", "extreme")
 
 
@@ -121,13 +121,13 @@ def main() -> None:
              f"`sus2md learn examples/learn_emt.yaml`: {rep['status']} after {len(iterations)} iterations, "
              f"{n_labels} labels, {rep['learn_wall_s']:.0f} s (2 cores; load {load0} -> {rep['loadavg_end']}).", "",
              "## After each iteration (test RMSE, E meV/atom / F meV/Å)", "",
-             "| iteration | labels | wall (s) | max grade per condition | all | md | bulk_fcc_small | vacancy | surface_100 | surface_111 |",
+             "| iteration | labels | wall (s) | max grade per condition | all | md | bulk_fcc_small | vacancy | surface_fcc100 | surface_fcc111 |",
              "|---:|---:|---:|---|---|---|---|---|---|---|"]
     for it in iterations:
         t = it["test"]
         g = ", ".join(f"{k} {v:.3g}" for k, v in (it["max_gamma"] or {}).items())
         cells = " | ".join(f"{t[c]['E']} / {t[c]['F']}" if c in t else "" for c in
-                           ("all", "md", "bulk_fcc_small", "vacancy", "surface_100", "surface_111"))
+                           ("all", "md", "bulk_fcc_small", "vacancy", "surface_fcc100", "surface_fcc111"))
         lines.append(f"| {it['iteration']} | {it['labels']} | {it['wall_s']} | {g} | {cells} |")
     lines += ["", "## Final models on the whole test set (E meV/atom / F meV/Å per config_type)", ""]
     lines += table(list(final.items()))

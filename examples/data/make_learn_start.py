@@ -4,7 +4,10 @@ Kinds as in ../shared/data (EMT 7-metal alloys): the 7 fcc elements (32 atoms), 
 alloys (32 atoms, 2-7 elements), a bcc and an hcp random alloy, a (100) and a (111) alloy slab
 (36 atoms, 10 Å of vacuum, periodic in all three directions as in the data set), and a vacancy
 cell (31 atoms).  Lattice constants: EMT's own fcc a0 (../shared/data/emt_alloy_stats.json), by
-Vegard's law for alloys.  Unlabelled: ``sus2md learn`` labels them first.
+Vegard's law for alloys.  Every atom is displaced at random (Gaussian, 0.08 Å per component, about
+the thermal amplitude at 500 K) as in an MD snapshot: a perfect lattice gives every atom of an
+element one neighbourhood, so the first active set would span almost nothing and every
+exploration step would be an extrapolation.  Unlabelled: ``sus2md learn`` labels them first.
 
     python examples/data/make_learn_start.py    # writes examples/data/learn_emt_start.extxyz
 """
@@ -47,7 +50,7 @@ def main() -> None:
     a.set_cell(a.cell * vegard(a) / np.sqrt(2), scale_atoms=True)
     a.info["config_type"] = "hcp"
     frames.append(a)
-    for make, name in ((fcc100, "surface_100"), (fcc111, "surface_111")):
+    for make, name in ((fcc100, "surface_fcc100"), (fcc111, "surface_fcc111")):
         s = alloy(make("Cu", (3, 3, 4), a=1.0, vacuum=0.0, periodic=True), ELEMENTS[1:4], rng)
         cell = s.cell.array.copy()
         s.set_cell(cell * vegard(s), scale_atoms=True)
@@ -59,6 +62,8 @@ def main() -> None:
     del v[int(rng.integers(len(v)))]
     v.info["config_type"] = "vacancy"
     frames.append(v)
+    for k, a in enumerate(frames):
+        a.rattle(stdev=0.08, seed=k)
     out = Path(__file__).with_name("learn_emt_start.extxyz")
     ase.io.write(out, frames)
     print(f"wrote {out}: {len(frames)} structures, {sum(len(a) for a in frames)} atoms")

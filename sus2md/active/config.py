@@ -49,7 +49,8 @@ class LabellerSpec(_Strict):
 class ExploreSpec(_Strict):
     """Exploration MD of every iteration (``exploration:``): for each temperature (and pressure),
     ``replicas`` runs, each started from a structure of the labelled set (round-robin over the
-    initial structures), graded every ``grade_interval_steps``."""
+    initial structures, re-decorated with a random composition if ``random_composition``), graded
+    every ``grade_interval_steps``."""
 
     temperatures_K: list[float] = Field(description="temperatures of the exploration runs", min_length=1)
     pressures_bar: Optional[list[float]] = Field(None, description="NPT at each of these pressures (null: NVT)")
@@ -61,6 +62,11 @@ class ExploreSpec(_Strict):
     supercell_min_atoms: int = Field(0, ge=0, description="repeat a starting structure until it has at least "
                                                           "this many atoms (periodic directions only)")
     processes: int = Field(1, ge=1, description="exploration runs in parallel (separate processes)")
+    random_composition: bool = Field(False, description="each run re-decorates its starting structure: a random "
+                                                        "subset of the model's species (seeded), every atom's species "
+                                                        "drawn from it, the cell scaled by Vegard's law from ASE's "
+                                                        "reference atomic volumes; explores compositions the "
+                                                        "starting structures lack (MD alone never changes them)")
     dtype: Literal["float32", "float64"] = Field("float64", description="precision of the exploration MD")
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -404,10 +405,39 @@ def _explore(cfg: LearnConfig, out: Path, it: Path, k: int, species: list[str], 
     return gammas
 
 
+def _atomic_volume(symbol: str) -> float:
+    """Volume per atom (Å^3) of an element's reference crystal (ASE ``reference_states``); a
+    sphere of its covalent radius times the fcc packing where ASE has no lattice for it."""
+    from ase.data import atomic_numbers, covalent_radii, reference_states
+
+    z = atomic_numbers[symbol]
+    ref = reference_states[z] or {}
+    a = ref.get("a")
+    per_cell = {"fcc": 4, "bcc": 2, "sc": 1, "diamond": 8}
+    if a and ref.get("symmetry") in per_cell:
+        return a ** 3 / per_cell[ref["symmetry"]]
+    if a and ref.get("symmetry") == "hcp":
+        return a * a * a * ref.get("c/a", 1.633) * math.sqrt(3) / 4
+    return 4 / 3 * math.pi * (1.1 * covalent_radii[z]) ** 3 / 0.74
+
+
+def random_composition(atoms: Any, species: Sequence[str], rng: np.random.Generator) -> Any:
+    """``atoms`` re-decorated: k of ``species`` (k uniform in 1..len(species)), every atom's species
+    drawn uniformly from them, and the cell (atoms with it) scaled so that the volume per atom
+    changes as the mean reference atomic volume does (Vegard's law)."""
+    a = atoms.copy()
+    old = float(np.mean([_atomic_volume(s) for s in a.get_chemical_symbols()]))
+    chosen = rng.choice(list(species), int(rng.integers(1, len(species) + 1)), replace=False)
+    a.set_chemical_symbols(list(rng.choice(chosen, len(a))))
+    new = float(np.mean([_atomic_volume(s) for s in a.get_chemical_symbols()]))
+    a.set_cell(a.cell * (new / old) ** (1 / 3), scale_atoms=True)
+    return a
+
+
 def _explore_protocol(cfg: LearnConfig, it: Path, name: str, atoms: Any, temp: float, pres: float | None,
                       cutoff: float, species: list[str], seed: int) -> Path:
     ex, g = cfg.exploration, cfg.grade
-    a = atoms.copy()
+    a = random_composition(atoms, species, np.random.default_rng(seed)) if ex.random_composition else atoms.copy()
     if ex.supercell_min_atoms and a.pbc.all():
         while len(a) < ex.supercell_min_atoms:
             lengths = a.cell.lengths()

@@ -222,3 +222,35 @@ def test_shipped_example_config_is_valid():
     assert len(frames) <= 20
     kinds = {a.info["config_type"] for a in frames}
     assert {"bulk_fcc_small", "surface_100", "surface_111", "vacancy"} <= kinds
+
+
+def test_random_composition_redecorates_and_scales_by_vegard():
+    from sus2md.active.learn import _atomic_volume, random_composition
+
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    species = ["Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"]
+    seen = set()
+    for seed in range(20):
+        a = random_composition(cu, species, np.random.default_rng(seed))
+        assert len(a) == len(cu) and set(a.get_chemical_symbols()) <= set(species)
+        seen |= set(a.get_chemical_symbols())
+        ratio = np.mean([_atomic_volume(s) for s in a.get_chemical_symbols()]) / _atomic_volume("Cu")
+        assert a.get_volume() == pytest.approx(cu.get_volume() * ratio, rel=1e-12)
+        assert np.allclose(a.get_scaled_positions(), cu.get_scaled_positions())  # same lattice, scaled
+    assert seen == set(species)
+    same = [random_composition(cu, species, np.random.default_rng(3)) for _ in range(2)]
+    assert same[0].get_chemical_symbols() == same[1].get_chemical_symbols()  # seeded
+    assert cu.get_chemical_formula() == "Cu32"  # the input is left alone
+    assert _atomic_volume("Al") == pytest.approx(4.05 ** 3 / 4, rel=1e-3)  # fcc reference state
+
+
+def test_exploration_with_random_composition(tmp_path):
+    cfg = config(tmp_path, stopping={"max_iterations": 2})
+    data = yaml.safe_load(cfg.read_text())
+    data["exploration"]["random_composition"] = True
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    res = run(cfg, tmp_path / "run")
+    assert res.iterations == 2
+    formulas = {ase.io.read(p).get_chemical_formula() for p in (tmp_path / "run" / "iter_000" / "explore").glob("*.extxyz")}
+    starts = {a.get_chemical_formula() for a in ase.io.read(tmp_path / "start.extxyz", ":")}
+    assert formulas - starts  # compositions the starting structures do not have
