@@ -119,8 +119,9 @@ class OptimizerSpec(_Strict):
 class EarlyStoppingSpec(_Strict):
     """Validation checks (``early_stopping:``); they need validation data."""
 
-    patience: Optional[int] = Field(None, ge=1, description="stop after this many validation checks without "
-                                                            "improvement; null: never")
+    patience: Optional[int] = Field(20, ge=1, description="stop after this many validation checks without "
+                                                          "improvement (the model of the best check is kept either "
+                                                          "way); null: never")
     validate_every: int = Field(10, ge=1, description="a validation check every this many steps")
 
 

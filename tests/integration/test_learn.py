@@ -221,7 +221,7 @@ def test_shipped_example_config_is_valid():
     frames = _initial_structures(cfg, list(cfg.model.species))
     assert len(frames) <= 20
     kinds = {a.info["config_type"] for a in frames}
-    assert {"bulk_fcc_small", "surface_100", "surface_111", "vacancy"} <= kinds
+    assert {"bulk_fcc_small", "surface_fcc100", "surface_fcc111", "vacancy"} <= kinds
 
 
 def test_random_composition_redecorates_and_scales_by_vegard():
