@@ -12,7 +12,9 @@ The cache (:func:`cache_dir`: ``$SUS2MD_CACHE_DIR``, else ``$XDG_CACHE_HOME/sus2
 ``~/.cache/sus2md``) holds one package per :func:`artefact_key`: the sha256 of the model's shape
 (:func:`shape_sha256`), dtype, device type, torch version, the CPU's vector features (a library
 built for AVX-512 must not run on an AVX2 node sharing the cache) or the GPU's compute capability,
-and :data:`STEP_FORMAT`.  A package is
+:data:`STEP_FORMAT` and a digest of the source that traces into the step (:func:`code_digest`:
+``sus2md/nn`` and ``sus2md/export``), so an upgraded sus2md never loads a package compiled from
+older code (it compiles again).  A package is
 written to a temporary file and renamed into place under a lock file, so jobs of an array that
 start together compile once and never read a half-written package.  ``sus2md compile MODEL.mtp
 --cache`` fills the cache ahead of a run (e.g. on a login node, with ``SUS2MD_CACHE_DIR`` on a
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -107,11 +110,23 @@ def shape_sha256(model: SUS2Potential) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 (8 hex digits) of the source files the compiled step is traced from: a package
+    compiled by other code (an older sus2md, a local edit) gets another key."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted([*(root / "nn").glob("*.py"), *(root / "export").glob("*.py")]):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:8]
+
+
 def artefact_key(model: SUS2Potential, device: torch.device) -> str:
     """The cache key of ``model``'s shape (in its own dtype) compiled for ``device``."""
     dtype = str(model.shift.dtype).removeprefix("torch.")
     torch_v = torch.__version__.split("+")[0]
-    return f"{shape_sha256(model)[:20]}-{dtype}-{device.type}-{_vec_isa(device)}-torch{torch_v}-s{STEP_FORMAT}"
+    return f"{shape_sha256(model)[:20]}-{dtype}-{device.type}-{_vec_isa(device)}-torch{torch_v}-s{STEP_FORMAT}-c{code_digest()}"
 
 
 def parameter_tensors(model: SUS2Potential) -> list[Tensor]:

@@ -121,6 +121,31 @@ def test_compiled_step_is_cached_per_shape_and_reused_by_other_coefficients(tmp_
     assert len(list((tmp_path / "cache" / "compiled").glob("*.pt2"))) == 1
 
 
+def test_a_package_compiled_from_other_step_code_is_never_loaded(tmp_path, monkeypatch):
+    """The cache key carries a digest of sus2md/nn and sus2md/export: after an upgrade (or a local
+    edit) the step is compiled again instead of loading a package traced from older code (found: a
+    stale package ran the EMT l2k3 model at half the speed of a fresh one)."""
+    import shutil
+
+    import torch
+
+    from sus2md.export import aot
+    from tests.unit.helpers import random_model
+
+    model = random_model(seed=0)
+    key = aot.artefact_key(model, torch.device("cpu"))
+    assert key.endswith(f"-c{aot.code_digest()}")
+    src = Path(aot.__file__).resolve().parents[1]
+    copy = tmp_path / "sus2md"
+    for sub in ("nn", "export"):
+        shutil.copytree(src / sub, copy / sub)
+    digest = aot.code_digest.__wrapped__
+    monkeypatch.setattr(aot, "__file__", str(copy / "export" / "aot.py"))
+    same = digest()
+    (copy / "nn" / "potential.py").write_text((copy / "nn" / "potential.py").read_text() + "\n# edited\n")
+    assert same == aot.code_digest() and digest() != same
+
+
 def test_threads_default_to_idle_usable_cores_and_one_setting_drives_both(tmp_path):
     import torch
 
