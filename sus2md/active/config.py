@@ -12,11 +12,10 @@ import glob
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sus2md.errors import ConfigError
-from sus2md.train.config import EarlyStoppingSpec, LossSpec, ModelSpec, OptimizerSpec
+from sus2md.train.config import EarlyStoppingSpec, LossSpec, ModelSpec, OptimizerSpec, read_yaml, yaml_path
 
 __all__ = ["LearnConfig", "load_learn_config", "learn_config_from_dict"]
 
@@ -150,11 +149,10 @@ def learn_config_from_dict(data: Any, base: Path | None = None, source: str = "c
     except ValidationError as e:
         msgs = []
         for err in e.errors()[:3]:
-            loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            msgs.append(f"{loc or '(top level)'}: {msg}")
+            msgs.append(f"{yaml_path(err['loc'])}: {msg}")
         raise ConfigError(f"{source}: " + "; ".join(msgs)) from None
     return cfg.resolve(base if base is not None else Path.cwd())
 
@@ -162,10 +160,4 @@ def learn_config_from_dict(data: Any, base: Path | None = None, source: str = "c
 def load_learn_config(path: str | Path) -> LearnConfig:
     """Read and validate a ``sus2md learn`` YAML file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"learning config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return learn_config_from_dict(data, base=path.parent, source=str(path))
+    return learn_config_from_dict(read_yaml(path, "learning config"), base=path.parent, source=str(path))

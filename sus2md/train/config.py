@@ -7,14 +7,14 @@ against the directory of the YAML file.  Example: ``examples/train_emt.yaml``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sus2md.errors import ConfigError
 
-__all__ = ["TrainConfig", "load_config", "config_from_dict"]
+__all__ = ["TrainConfig", "load_config", "config_from_dict", "read_yaml", "yaml_path"]
 
 
 class _Strict(BaseModel):
@@ -176,7 +176,8 @@ class TrainConfig(_Strict):
         return self
 
 
-def _yaml_path(loc: tuple) -> str:
+def yaml_path(loc: tuple) -> str:
+    """A pydantic error location as the YAML path a user reads (``optimizer.kind``, ``a[0].b``)."""
     s = ""
     for part in loc:
         s += f"[{part}]" if isinstance(part, int) else (f".{part}" if s else str(part))
@@ -194,18 +195,24 @@ def config_from_dict(data: dict, base: Path | None = None, source: str = "config
         for err in e.errors():
             msg = err["msg"].removeprefix("Value error, ")
             got = f", got {err['input']!r}" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
-            msgs.append(f"{_yaml_path(err['loc'])}: {msg}{got}")
+            msgs.append(f"{yaml_path(err['loc'])}: {msg}{got}")
         raise ConfigError(f"{source}: " + "; ".join(msgs)) from None
     return cfg.resolve(base) if base is not None else cfg
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The data of the YAML file ``path``; ConfigError if it is missing (``what`` names the kind
+    of file) or not valid YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
 
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a training YAML file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    return config_from_dict(data, base=path.parent, source=str(path))
+    return config_from_dict(read_yaml(path, "training config"), base=path.parent, source=str(path))
