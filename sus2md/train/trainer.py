@@ -80,7 +80,6 @@ class Trainer:
         self.total_steps = o.max_steps + self.finish
         lw = cfg.loss
         self.w = LossWeights(lw.energy_weight, lw.force_weight, lw.stress_weight)
-        o = cfg.optimizer
         frozen = set() if o.train_species_coeffs else {"species_coeffs"}
         frozen |= {"alpha", "r0"} if cfg.model.freeze_scaling else set()
         frozen |= {"scaling"}  # redundant with the species weights; left to Rescale
@@ -101,12 +100,20 @@ class Trainer:
     def _flat(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
 
-    def _set_flat(self, x: torch.Tensor) -> None:
+    def _flat_grad(self) -> torch.Tensor:
+        return torch.cat([p.grad.double().reshape(-1) for p in self.params])
+
+    @staticmethod
+    def _unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
+        """Copy consecutive slices of ``flat`` into ``tensors`` (in their shapes and dtypes)."""
+        off = 0
         with torch.no_grad():
-            off = 0
-            for p in self.params:
-                p.copy_(x[off:off + p.numel()].reshape(p.shape))
-                off += p.numel()
+            for t in tensors:
+                t.copy_(flat[off:off + t.numel()].reshape(t.shape))
+                off += t.numel()
+
+    def _set_flat(self, x: torch.Tensor) -> None:
+        self._unflatten_into(x, self.params)
 
     def _loss_and_grad(self, batches: list[Batch], n_cfg: int, batch_sq: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Sum over ``batches`` (and ranks) of the loss / ``n_cfg``, float64, with the summed
@@ -122,13 +129,13 @@ class Trainer:
             loss.backward()
             total += loss.detach().double()
             if batch_sq:
-                now = torch.cat([p.grad.double().reshape(-1) for p in self.params])
+                now = self._flat_grad()
                 sq += (now - prev) ** 2
                 prev = now
         if self.ctx.world > 1:
-            flat = self.ctx.all_reduce(torch.cat([total.reshape(1)] + [p.grad.double().reshape(-1) for p in self.params]))
+            flat = self.ctx.all_reduce(torch.cat([total.reshape(1), self._flat_grad()]))
             total = flat[0]
-            self._set_grads(flat[1:])
+            self._unflatten_into(flat[1:], [p.grad for p in self.params])
             if batch_sq:
                 sq = self.ctx.all_reduce(sq)
         if batch_sq:
@@ -152,20 +159,13 @@ class Trainer:
         pen.backward()
         return total + pen.detach().double()
 
-    def _set_grads(self, flat: torch.Tensor) -> None:
-        off = 0
-        for p in self.params:
-            p.grad.copy_(flat[off:off + p.numel()].reshape(p.shape))
-            off += p.numel()
-
     def full_loss(self, x: Optional[torch.Tensor] = None, batch_sq: bool = False):
         """Full training loss (sum over ranks, / N_cfg) and its flat float64 gradient at ``x``
         (default: the current parameters), and the batch-gradient squares if asked."""
         if x is not None:
             self._set_flat(x)
         total, sq = self._loss_and_grad(self.train, self.n_train, batch_sq)
-        g = torch.cat([p.grad.double().reshape(-1) for p in self.params])
-        return float(total), g, sq
+        return float(total), self._flat_grad(), sq
 
     def lbfgs_step(self) -> float:
         """One full-batch L-BFGS iteration (line search included); returns the new loss."""
