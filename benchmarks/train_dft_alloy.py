@@ -23,7 +23,8 @@ SPECIES = ("Li,Be,Na,Mg,Al,Si,K,Ca,Sc,Ti,V,Cr,Mn,Fe,Co,Ni,Cu,Zn,Ga,Ge,Sr,Y,Zr,Nb
            "La,Ce,Pr,Nd,Sm,Gd,Tb,Dy,Ho,Er,Tm,Lu,Hf,Ta,W,Re,Os,Ir,Pt,Au,Pb").split(",")
 
 
-def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer: str = "adam", threads: int = 2) -> dict:
+def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer: str = "adam", threads: int = 2,
+           force_weight: float | None = None, history: int = 200) -> dict:
     data = SHARED / "data"
     model = ({"init_from": str(SHARED / "reference" / "alloy.mtp"), "species": SPECIES, "freeze_scaling": True}
              if mode == "finetune" else
@@ -37,10 +38,12 @@ def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer:
         stop, loss = {"validate_every": 250}, {}
     else:  # full-batch L-BFGS (what optimizer.kind auto picks for these 21 796 atoms)
         opt = {"kind": "lbfgs", "max_steps": max_steps, "max_time_min": max_time_min, "linear_solve_every": 0,
-               "history_size": 200, "train_species_coeffs": True,
+               "history_size": history, "train_species_coeffs": True,
                "random_samples": 2 if mode == "scratch" else 0, "init_subset": 20}
         stop = {"validate_every": 2, "patience": None}
         loss = {"pair_l2": 1e-3} if mode == "scratch" else {}
+    if force_weight is not None:
+        loss["force_weight"] = force_weight
     return {
         "model": model,
         "data": {"train": str(data / "sus2_alloy_dft_split_train.extxyz"),
@@ -97,6 +100,8 @@ def main() -> int:
     ap.add_argument("--max-steps", type=int, default=6000)
     ap.add_argument("--optimizer", choices=["adam", "lbfgs"], default="lbfgs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--force-weight", type=float, default=None, help="loss.force_weight (default: the schema's 0.01)")
+    ap.add_argument("--history", type=int, default=200, help="optimizer.history_size of the L-BFGS recipe")
     args = ap.parse_args()
     if not (SHARED / "data" / "sus2_alloy_dft_split_train.extxyz").is_file():
         print("skip: ../shared/data not found")
@@ -113,7 +118,8 @@ def main() -> int:
     if args.mode == "published":
         summary = {"metrics": published(out)}
     else:
-        res = train_model(config_from_dict(config(args.mode, out, args.max_time_min, args.max_steps, args.optimizer, args.threads)),
+        res = train_model(config_from_dict(config(args.mode, out, args.max_time_min, args.max_steps, args.optimizer, args.threads,
+                                                   args.force_weight, args.history)),
                           echo=lambda s: print(s, flush=True))
         summary = {"metrics": res.metrics, "n_params": res.n_params, "steps": res.steps, "stop_reason": res.stop_reason}
     summary["wall_s"] = time.perf_counter() - t0
