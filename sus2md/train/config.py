@@ -101,6 +101,12 @@ class OptimizerSpec(_Strict):
                                                                   "null: none")
     lr: float = Field(1.0, gt=0, description="L-BFGS step scale or Adam learning rate")
     lr_final: float = Field(0.01, ge=0, le=1, description="Adam: final learning rate as a fraction of lr (cosine)")
+    lr_schedule: Literal["steps", "time"] = Field("steps", description="Adam: what the cosine runs over.  steps: "
+                                                                        "max_steps (deterministic for a seed); time: "
+                                                                        "whichever of max_steps and max_time_min ends "
+                                                                        "first, so a wall-clock budget still ends "
+                                                                        "annealed (the steps then depend on the "
+                                                                        "machine)")
     batches_per_step: int = Field(1, ge=1, description="Adam: cached batches (data.batch_atoms each) per step")
     lbfgs_finish_steps: int = Field(0, ge=0, description="adam: full-batch L-BFGS steps after the max_steps Adam "
                                                          "steps (the learning rate schedule ends at max_steps)")
@@ -156,6 +162,13 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _defaults(self) -> "TrainConfig":
+        o = self.optimizer
+        if o.lr_schedule == "time" and o.max_time_min is None:
+            raise ValueError("optimizer.lr_schedule: time needs optimizer.max_time_min (the wall clock it anneals "
+                             "over); set it, or use lr_schedule: steps")
+        if o.lr_schedule == "time" and o.lbfgs_finish_steps:
+            raise ValueError("optimizer.lr_schedule: time anneals Adam to the end of max_time_min, which leaves no "
+                             "time for optimizer.lbfgs_finish_steps; use lr_schedule: steps with a finish, or drop it")
         out = self.output
         if out.checkpoint is None:
             out.checkpoint = out.model.with_suffix(".ckpt.pt")

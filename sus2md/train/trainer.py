@@ -88,6 +88,7 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.state = TrainState()
         self.say: Callable[[str], None] = lambda msg: None  # status lines (phases, linear solves)
+        self._elapsed = 0.0  # wall seconds at the start of the current step (lr_schedule: time)
         self.reset_optimizer()
 
     # ------------------------------------------------------------------ pieces
@@ -207,9 +208,11 @@ class Trainer:
             out.append(self.all_train[int(perms[epoch][pos % nb])])
         return out
 
-    def _lr(self, step: int) -> float:
+    def _lr(self, step: int, elapsed_s: float = 0.0) -> float:
         o = self.cfg.optimizer
         frac = min(1.0, step / max(1, o.max_steps))
+        if o.lr_schedule == "time" and o.max_time_min:
+            frac = max(frac, min(1.0, elapsed_s / (60.0 * o.max_time_min)))
         return o.lr * (o.lr_final + (1.0 - o.lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
     def minibatch_step(self) -> float:
@@ -218,7 +221,7 @@ class Trainer:
         n_cfg = sum(b.n_configs for b in group)
         total, _ = self._loss_and_grad(group[self.ctx.rank::self.ctx.world], n_cfg)
         for grp in self.opt.param_groups:
-            grp["lr"] = self._lr(self.state.step)
+            grp["lr"] = self._lr(self.state.step, self._elapsed)
         self.opt.step()
         return float(total)
 
@@ -287,6 +290,7 @@ class Trainer:
                 t = time.perf_counter()
                 self.linear_solve()
                 self.say(f"step {st.step}: linear solve of the moment coefficients ({time.perf_counter() - t:.1f} s)")
+            self._elapsed = elapsed0 + time.perf_counter() - t_start
             full = self.phase(st.step) == "lbfgs"
             if full and st.step == o.max_steps and self.finish:
                 self.say(f"step {st.step}: Adam done; {self.finish} full-batch L-BFGS steps "

@@ -162,6 +162,41 @@ def test_adam_minibatch_schedule(tmp_path):
     assert [id(b) for b in t._group(1)] == [id(b) for b in t._group(1)]  # a function of the step
     assert t._lr(0) == pytest.approx(cfg.optimizer.lr)
     assert t._lr(cfg.optimizer.max_steps) == pytest.approx(cfg.optimizer.lr * cfg.optimizer.lr_final)
+    assert t._lr(0, elapsed_s=1e9) == pytest.approx(cfg.optimizer.lr)  # the clock counts only if asked
+    # lr_schedule: time anneals over whichever budget ends first
+    cfg.optimizer.lr_schedule, cfg.optimizer.max_time_min = "time", 2.0
+    lr, fin = cfg.optimizer.lr, cfg.optimizer.lr * cfg.optimizer.lr_final
+    assert t._lr(0, elapsed_s=0.0) == pytest.approx(lr)
+    assert t._lr(0, elapsed_s=60.0) == pytest.approx(0.5 * (lr + fin))  # half the clock: half-way down the cosine
+    assert t._lr(0, elapsed_s=120.0) == pytest.approx(fin)
+    assert t._lr(cfg.optimizer.max_steps, elapsed_s=1.0) == pytest.approx(fin)  # the steps still end it
+
+
+def test_time_schedule_ends_annealed(tmp_path):
+    """lr_schedule: time with a wall-clock cap far inside max_steps: the run stops on the clock with
+    the learning rate at the bottom of its cosine (with lr_schedule: steps it would still be near lr)."""
+    torch.set_num_threads(1)
+    from sus2md.train.config import config_from_dict  # noqa: F401  (tiny_config validates)
+    from sus2md.train import workflow
+
+    seen = []
+    real = workflow.Trainer.minibatch_step
+
+    def spy(self):
+        out = real(self)
+        seen.append(self.opt.param_groups[0]["lr"])
+        return out
+
+    workflow.Trainer.minibatch_step = spy
+    try:
+        res = train_model(tiny_config(tmp_path, **ADAM, optimizer__max_steps=10 ** 7, optimizer__max_time_min=0.1,
+                                      optimizer__lr_schedule="time"))
+    finally:
+        workflow.Trainer.minibatch_step = real
+    assert res.stop_reason == "max_time_min" and len(seen) > 10
+    lr = 0.005
+    assert seen[0] > 0.5 * lr and seen[-1] < 0.05 * lr  # the clock includes the pre-training
+    assert all(a >= b for a, b in zip(seen, seen[1:]))  # monotone down the cosine
 
 
 def test_starting_point_is_a_validation_candidate(tmp_path):

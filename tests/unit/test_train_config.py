@@ -28,6 +28,9 @@ def test_defaults():
     ({"model": {"species": ["Cu"]}}, r"data: Field required"),
     (_with("data", validation_fraction=1.5), r"data\.validation_fraction: Input should be less than 1"),
     ([1, 2], r"expected a mapping"),
+    (_with("optimizer", lr_schedule="time"), r"optimizer\.lr_schedule: time needs optimizer\.max_time_min"),
+    (_with("optimizer", lr_schedule="time", max_time_min=5, lbfgs_finish_steps=10),
+     r"leaves no time for optimizer\.lbfgs_finish_steps"),
 ])
 def test_config_errors(data, match):
     with pytest.raises(ConfigError, match=match):
