@@ -15,7 +15,10 @@ deterministic, and its state (history, ``D``, the current point) goes into the c
 Line search (Nocedal & Wright, algorithms 3.5 and 3.6): bracket, then zoom by safeguarded cubic
 interpolation, until ``f <= f0 + c1 t g0.d`` and ``|g.d| <= c2 |g0.d|``.  The first step of a
 (re)start is scaled to move the parameters by ``first_step`` in the D-norm (on average).  A
-non-finite loss halves the step.
+non-finite loss halves the step.  A search that finds no decrease drops the history and retries
+along the scaled gradient, starting at the length of the last accepted step; if that finds none
+either, :attr:`LBFGS.stalled` is set (the loss is flat to its round-off, typically float32's, and
+more iterations would repeat the same failed search).
 """
 from __future__ import annotations
 
@@ -67,15 +70,17 @@ class LBFGS:
         self.restart()
 
     def restart(self) -> None:
+        self.stalled = False  # a line search along the scaled gradient found no decrease
         self.s: list[Tensor] = []
         self.y: list[Tensor] = []
         self.D: Optional[Tensor] = None
+        self.scale: Optional[float] = None
         self.x: Optional[Tensor] = None
         self.f: float = math.nan
         self.g: Optional[Tensor] = None
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("s", "y", "D", "x", "f", "g")}
+        return {k: getattr(self, k) for k in ("s", "y", "D", "x", "f", "g", "stalled", "scale")}
 
     def load_state_dict(self, st: dict) -> None:
         for k, v in st.items():
@@ -104,9 +109,9 @@ class LBFGS:
         if self.s:
             s, y = self.s[-1], self.y[-1]
             q *= self.D * (float(s @ y) / float(y @ (self.D * y)))
-        else:  # first step: a move of first_step per parameter, in the D-norm
+        else:  # first step: a move of first_step (after a failed search: the last step's length) per parameter, in the D-norm
             q *= self.D
-            q *= self.first_step * math.sqrt(float((1.0 / self.D) @ torch.ones_like(q))) / max(
+            q *= (self.scale or self.first_step) * math.sqrt(float((1.0 / self.D) @ torch.ones_like(q))) / max(
                 math.sqrt(float(q @ (q / self.D))), 1e-300)
         for (s, y), a in zip(zip(self.s, self.y), reversed(alphas)):
             b = float(y @ q) / float(s @ y)
@@ -122,9 +127,15 @@ class LBFGS:
             self.s, self.y = [], []
             d = self._direction()
             gd0 = float(self.g @ d)
+        fresh = not self.s
         t, f, g, n = self._line_search(fg, d, gd0)
         if g is None:  # no decrease found: keep the point, drop the history
+            if not fresh:
+                # the restart's first step: the length of the last accepted one, not first_step
+                s_last = self.s[-1]
+                self.scale = math.sqrt(float(s_last @ (s_last / self.D)) / float((1.0 / self.D).sum()))
             self.s, self.y = [], []
+            self.stalled = fresh  # the scaled gradient itself gave nothing: the loss is at its precision
             return self.f, n
         s, y = t * d, g - self.g
         if float(s @ y) > 1e-12 * float(y @ y):

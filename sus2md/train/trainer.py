@@ -254,6 +254,10 @@ class Trainer:
             return "max_steps"
         if o.max_time_min is not None and elapsed_s >= 60 * o.max_time_min:
             return "max_time_min"
+        if self.phase(max(st.step - 1, 0)) == "lbfgs" and self.lbfgs.stalled:
+            self.say(f"step {st.step}: L-BFGS found no decrease even along the gradient: the loss is flat to its "
+                     f"round-off ({self.cfg.model.dtype}); stopping (model.dtype: float64 can go further)")
+            return "line_search"
         p = self.cfg.early_stopping.patience
         if p is not None and st.bad_checks >= p:
             return "early_stopping"

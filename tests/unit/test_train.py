@@ -211,3 +211,20 @@ def test_starting_point_is_a_validation_candidate(tmp_path):
     assert min(h["val_loss"] for h in hist[1:]) > hist[0]["val_loss"]
     for (k, v), w in zip(_params(start.model).items(), _params(bad.model).values()):
         assert torch.equal(v, w), k
+
+
+def test_stalled_lbfgs_stops_training(tmp_path):
+    """An L-BFGS that found no decrease along the gradient ends the run (reason line_search)."""
+    from sus2md.train.dataset import load_split, make_batches
+    from sus2md.train.trainer import Trainer
+
+    cfg = tiny_config(tmp_path, optimizer__kind="lbfgs", optimizer__max_steps=100)
+    tr, _, _ = load_split(cfg.data.train, None, None, SPECIES)
+    model = train_model(tiny_config(tmp_path / "m", optimizer__max_steps=0)).model
+    t = Trainer(model, cfg, make_batches(tr, model.cutoff, cfg.data.batch_atoms), [], len(tr), 0)
+    said = []
+    t.say = said.append
+    t.state.step = 5
+    assert t._should_stop(0.0) is None
+    t.lbfgs.stalled = True
+    assert t._should_stop(0.0) == "line_search" and "float64 can go further" in said[-1]

@@ -96,3 +96,22 @@ def test_history_is_bounded(precondition):
     x0 = torch.tensor([-1.2, 1.0, 0.5, 0.2], dtype=torch.float64)
     opt, _ = _run(_rosenbrock, x0, 12, batch_sq=torch.ones(4, dtype=torch.float64), precondition=precondition, history_size=3)
     assert len(opt.s) == len(opt.y) <= 3
+
+
+def test_flat_loss_stalls_instead_of_repeating_the_failed_search():
+    """A loss flat to its round-off (here: rounded to 1e-6, like float32 sums) near the minimum:
+    the search fails, the restart along the gradient fails too, and the optimiser says it stalled
+    (before, every later iteration repeated the same 20 failed evaluations)."""
+    def fg(x):
+        return round(float((x * x).sum()) / 1e-6) * 1e-6 + 1.0, 2 * x
+
+    far = torch.full((4,), 1.0, dtype=torch.float64)
+    opt, _ = _run(fg, far, 3, precondition=False)
+    assert not opt.stalled and opt.f < 1.0 + 4.0  # real progress first
+    near = torch.full((4,), 1e-4, dtype=torch.float64)
+    opt = LBFGS(precondition=False)
+    opt.start(near, *fg(near), None)
+    for _ in range(2):
+        opt.step(fg)
+    assert opt.stalled
+    assert "stalled" in opt.state_dict()
