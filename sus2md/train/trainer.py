@@ -254,7 +254,7 @@ class Trainer:
             return "max_steps"
         if o.max_time_min is not None and elapsed_s >= 60 * o.max_time_min:
             return "max_time_min"
-        if self.phase(max(st.step - 1, 0)) == "lbfgs" and self.lbfgs.stalled:
+        if self.lbfgs.stalled:  # only L-BFGS steps set it
             self.say(f"step {st.step}: L-BFGS found no decrease even along the gradient: the loss is flat to its "
                      f"round-off ({self.cfg.model.dtype}); stopping (model.dtype: float64 can go further)")
             return "line_search"
