@@ -24,7 +24,8 @@ SPECIES = ("Li,Be,Na,Mg,Al,Si,K,Ca,Sc,Ti,V,Cr,Mn,Fe,Co,Ni,Cu,Zn,Ga,Ge,Sr,Y,Zr,Nb
 
 
 def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer: str = "adam", threads: int = 2,
-           force_weight: float | None = None, history: int = 1000, pair_l2: float | None = None) -> dict:
+           force_weight: float | None = None, history: int = 1000, pair_l2: float | None = None,
+           species_l2: float | None = None) -> dict:
     data = SHARED / "data"
     model = ({"init_from": str(SHARED / "reference" / "alloy.mtp"), "species": SPECIES, "freeze_scaling": True}
              if mode == "finetune" else
@@ -48,6 +49,8 @@ def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer:
         loss["force_weight"] = force_weight
     if pair_l2 is not None:
         loss["pair_l2"] = pair_l2
+    if species_l2 is not None:
+        loss["species_l2"] = species_l2
     return {
         "model": model,
         "data": {"train": str(data / "sus2_alloy_dft_split_train.extxyz"),
@@ -107,6 +110,7 @@ def main() -> int:
     ap.add_argument("--force-weight", type=float, default=None, help="loss.force_weight (default: 0.02 from scratch with L-BFGS, else the schema's 0.01)")
     ap.add_argument("--history", type=int, default=1000, help="optimizer.history_size of the L-BFGS recipe")
     ap.add_argument("--pair-l2", type=float, default=None, help="loss.pair_l2 (default: 1e-3 from scratch with L-BFGS, else the schema's 0)")
+    ap.add_argument("--species-l2", type=float, default=None, help="loss.species_l2 (default: the schema's 0)")
     args = ap.parse_args()
     if not (SHARED / "data" / "sus2_alloy_dft_split_train.extxyz").is_file():
         print("skip: ../shared/data not found")
@@ -124,7 +128,7 @@ def main() -> int:
         summary = {"metrics": published(out)}
     else:
         res = train_model(config_from_dict(config(args.mode, out, args.max_time_min, args.max_steps, args.optimizer, args.threads,
-                                                   args.force_weight, args.history, args.pair_l2)),
+                                                   args.force_weight, args.history, args.pair_l2, args.species_l2)),
                           echo=lambda s: print(s, flush=True))
         summary = {"metrics": res.metrics, "n_params": res.n_params, "steps": res.steps, "stop_reason": res.stop_reason}
     summary["wall_s"] = time.perf_counter() - t0

@@ -85,6 +85,9 @@ class LossSpec(_Strict):
     pair_l2: float = Field(0.0, ge=0, description="weight of the L2 penalty on the non-additive part of every alpha and r0 "
                                                   "matrix (x_ij - mean_j - mean_i + mean): species pairs with few data "
                                                   "follow what the data say about each species")
+    species_l2: float = Field(0.0, ge=0, description="weight of the L2 penalty on the per-species part of every alpha and "
+                                                     "r0 matrix (row and column means less the mean, summed over the "
+                                                     "matrix): species with few data follow the average species")
 
 
 class OptimizerSpec(_Strict):

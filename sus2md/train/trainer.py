@@ -18,10 +18,12 @@ alpha, r0 with ``freeze_scaling``.  ``optimizer.kind``:
   where one full-batch step costs many mini-batch steps.
 * ``auto`` (default): ``lbfgs`` up to ``full_batch_atoms`` training atoms, ``adam`` above.
 
-The loss may carry two penalties on the per-pair scaling (alpha, r0), both added once (rank 0):
-``loss.scaling_l2`` (distance from the values at the first step) and ``loss.pair_l2`` (the
+The loss may carry three penalties on the per-pair scaling (alpha, r0), all added once (rank 0):
+``loss.scaling_l2`` (distance from the values at the first step), ``loss.pair_l2`` (the
 non-additive part of each (S, S) matrix, ``x_ij - mean_j x_ij - mean_i x_ij + mean x``, so that a
-species pair with few configurations follows what the data say about each of its species).
+species pair with few configurations follows what the data say about each of its species) and
+``loss.species_l2`` (the additive part less the mean, ``mean_j x_ij + mean_i x_ij - 2 mean x``,
+summed over the matrix, so that a species with few configurations follows the average species).
 
 Either way a run is deterministic for a seed and independent of the rank count up to round-off.
 Validation loss drives early stopping and the model kept at the end.
@@ -147,16 +149,20 @@ class Trainer:
         """Regularisation terms of the loss (float64); their gradients are added to ``p.grad``."""
         lw = self.cfg.loss
         total = torch.zeros((), dtype=torch.float64)
-        if not self.model.alpha.requires_grad or not (lw.scaling_l2 > 0 or lw.pair_l2 > 0):
+        if not self.model.alpha.requires_grad or not (lw.scaling_l2 > 0 or lw.pair_l2 > 0 or lw.species_l2 > 0):
             return total
         pen = torch.zeros((), dtype=self.model.alpha.dtype)
         for name in ("alpha", "r0"):
             p = getattr(self.model, name)  # (blocks, S, S)
             if lw.scaling_l2 > 0:
                 pen = pen + lw.scaling_l2 * ((p - self.state.anchor[name]) ** 2).sum()
+            mean = p.mean((1, 2), keepdim=True)
             if lw.pair_l2 > 0:
-                inter = p - p.mean(2, keepdim=True) - p.mean(1, keepdim=True) + p.mean((1, 2), keepdim=True)
+                inter = p - p.mean(2, keepdim=True) - p.mean(1, keepdim=True) + mean
                 pen = pen + lw.pair_l2 * (inter ** 2).sum()
+            if lw.species_l2 > 0:
+                additive = (p.mean(2, keepdim=True) - mean) + (p.mean(1, keepdim=True) - mean)  # (blocks, S, S)
+                pen = pen + lw.species_l2 * (additive ** 2).sum()
         pen.backward()
         return total + pen.detach().double()
 

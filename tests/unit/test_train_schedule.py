@@ -64,6 +64,23 @@ def test_pair_penalty_makes_pairs_additive(tmp_path):
     assert _non_additive(tied.r0) < 0.1 * _non_additive(free.r0)
 
 
+def _species_part(p: torch.Tensor) -> float:
+    p = p.detach()
+    mean = p.mean((1, 2), keepdim=True)
+    return float((((p.mean(2, keepdim=True) - mean) + (p.mean(1, keepdim=True) - mean)) ** 2).sum())
+
+
+def test_species_penalty_pulls_species_to_the_average_and_leaves_pairs_alone(tmp_path):
+    torch.set_num_threads(1)
+    base = dict(optimizer__max_steps=20, optimizer__linear_solve_every=0, optimizer__random_samples=0)
+    free = train_model(tiny_config(tmp_path / "f", **base)).model
+    tied = train_model(tiny_config(tmp_path / "t", **base, loss__species_l2=10.0)).model
+    for name in ("alpha", "r0"):
+        assert _species_part(getattr(tied, name)) < 0.1 * _species_part(getattr(free, name))
+        # the non-additive part is not what this penalty acts on
+        assert _non_additive(getattr(tied, name)) > 0.1 * _non_additive(getattr(free, name))
+
+
 def test_scaling_penalty_keeps_alpha_r0_near_the_start(tmp_path):
     torch.set_num_threads(1)
     base = dict(optimizer__max_steps=6, optimizer__linear_solve_every=0, optimizer__random_samples=0)
@@ -82,7 +99,8 @@ def test_resume_with_penalties_reproduces(tmp_path, monkeypatch, kind, finish, s
 
     torch.set_num_threads(1)
     over = dict(optimizer__kind=kind, optimizer__max_steps=10 - finish, optimizer__lbfgs_finish_steps=finish,
-                optimizer__linear_solve_every=4, loss__pair_l2=0.01, loss__scaling_l2=0.01, output__checkpoint_every=3,
+                optimizer__linear_solve_every=4, loss__pair_l2=0.01, loss__scaling_l2=0.01, loss__species_l2=0.01,
+                output__checkpoint_every=3,
                 data__batch_atoms=16, optimizer__lr=0.005)
     full = train_model(tiny_config(tmp_path / "a", **over))
     hist = json.loads((tmp_path / "a" / "m.log.json").read_text())["history"]
