@@ -80,6 +80,11 @@ class LossSpec(_Strict):
     energy_weight: float = Field(1.0, ge=0, description="w_E, the weight of the energy term")
     force_weight: float = Field(0.01, ge=0, description="w_F, the weight of the force term")
     stress_weight: float = Field(0.001, ge=0, description="w_S, the weight of the virial (stress) term")
+    energy_norm: Literal["total", "per_atom"] = Field(
+        "total", description="total: the energy term is w_E (E - E_ref)² / N, so a configuration weighs as its atom "
+                             "count (the authors' trainer); per_atom: w_E ((E - E_ref) / N)², every configuration "
+                             "alike, as in the per-atom energy RMSE (MACE, NequIP); raise energy_weight by about "
+                             "the mean atom count to keep the balance with forces")
     scaling_l2: float = Field(0.0, ge=0, description="weight of the L2 penalty on the change of every alpha and r0 "
                                                      "from its value at the first step (eV²-like units of the loss)")
     pair_l2: float = Field(0.0, ge=0, description="weight of the L2 penalty on the non-additive part of every alpha and r0 "

@@ -7,7 +7,8 @@ coefficients ``c_t`` fixed, the energy of a configuration is linear in ``x = (la
     F_i = sum_a w_a (-d Bsum_a / d r_i),                 W = sum_a w_a W(Bsum_a)
 
 so every label gives one row of a design matrix X.  Rows are weighted as in the loss
-(energy sqrt(w_E/N), forces sqrt(w_F), virial sqrt(w_S/N), 9 components) and accumulated into the
+(energy sqrt(w_E/N), or sqrt(w_E)/N with ``loss.energy_norm: per_atom``; forces sqrt(w_F); virial
+sqrt(w_S/N), 9 components) and accumulated into the
 normal equations ``A = X^T X``, ``b = X^T y`` batch by batch (and summed across ranks).  The
 force/virial rows need d Bsum_a / d r_e for every moment a: the contraction Jacobian times
 the edge derivatives of the basic moments (:func:`sus2md.train.explicit.descriptor_jacobian`).  The solution is stored as ``shift = lambda - c``,
@@ -27,7 +28,7 @@ from torch import Tensor
 from sus2md.nn.potential import SUS2Potential
 from sus2md.train.dataset import Batch
 from sus2md.train.explicit import descriptor_jacobian
-from sus2md.train.loss import LossWeights
+from sus2md.train.loss import LossWeights, energy_norm
 
 __all__ = ["normalize_radial", "batch_rows", "normal_equations", "solve_normal", "train_linear"]
 
@@ -69,7 +70,7 @@ def batch_rows(model: SUS2Potential, batch: Batch, w: LossWeights) -> tuple[Tens
     counts = torch.zeros((nb, S), dtype=dt).index_put_((g.batch, g.species), torch.ones_like(g.batch, dtype=dt), accumulate=True)
     bsum = torch.zeros((nb, n_scal), dtype=dt).index_add(0, g.batch, B)
     n = batch.n_atoms
-    we = torch.sqrt(w.energy * batch.energy_mask / n).unsqueeze(1)
+    we = torch.sqrt(w.energy * batch.energy_mask / energy_norm(n, w)).unsqueeze(1)
     rows = [torch.cat([counts, bsum], 1) * we]
     ys = [batch.energy * we[:, 0]]
     need_f = w.force > 0 and bool(batch.force_mask.any())

@@ -5,7 +5,10 @@ Per configuration c with N atoms (labels that are missing drop out through the m
     L_c = w_E (E - E_ref)^2 / N  +  w_F sum_i |F_i - F_i,ref|^2  +  w_S ||W - W_ref||_F^2 / N
 
 with the virial W in eV over all 9 components; the total is ``sum_c L_c / N_cfg``.  There is
-no per-atom division of the force term (the authors' "vibrations" weighting).
+no per-atom division of the force term (the authors' "vibrations" weighting).  With
+``energy_per_atom`` the energy term is ``w_E ((E - E_ref) / N)^2`` instead (MACE's and NequIP's
+per-atom energy MSE): every configuration weighs the same in it, as in the energy RMSE per atom,
+where the default weighs a configuration by its atom count.
 
 Metrics: energy RMSE/MAE in meV/atom over configurations, force RMSE/MAE in meV/Å over all
 components, virial RMSE/MAE in eV and stress (-W/V) RMSE in GPa over the 6 Voigt components.
@@ -25,7 +28,7 @@ from sus2md.train import fastpath
 from sus2md.train.dataset import Batch
 from sus2md.units import EV_PER_A3_TO_GPA
 
-__all__ = ["LossWeights", "batch_loss", "per_config_errors", "summarize"]
+__all__ = ["LossWeights", "batch_loss", "energy_norm", "per_config_errors", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,12 @@ class LossWeights:
     energy: float = 1.0
     force: float = 0.01
     stress: float = 0.001
+    energy_per_atom: bool = False  # energy term ((E - E_ref) / N)^2 instead of (E - E_ref)^2 / N
+
+    @classmethod
+    def from_spec(cls, spec) -> "LossWeights":
+        """From the ``loss:`` section of a training configuration (:class:`sus2md.train.config.LossSpec`)."""
+        return cls(spec.energy_weight, spec.force_weight, spec.stress_weight, spec.energy_norm == "per_atom")
 
 
 def batch_loss(model: SUS2Potential, batch: Batch, w: LossWeights, create_graph: bool = True) -> Tensor:
@@ -52,7 +61,7 @@ def batch_loss(model: SUS2Potential, batch: Batch, w: LossWeights, create_graph:
         res = evaluate(model, batch.graph, forces=need_f, virial=need_w, create_graph=create_graph)
         energy, forces, virial = res.energy, res.forces, res.virial
     n = batch.n_atoms
-    loss = w.energy * (batch.energy_mask * (energy - batch.energy) ** 2 / n).sum()
+    loss = w.energy * (batch.energy_mask * (energy - batch.energy) ** 2 / energy_norm(batch.n_atoms, w)).sum()
     if need_f:
         df = (forces - batch.forces) ** 2
         loss = loss + w.force * (batch.force_mask * df.sum(dim=1)).sum()
@@ -60,6 +69,12 @@ def batch_loss(model: SUS2Potential, batch: Batch, w: LossWeights, create_graph:
         dw = ((virial - batch.virial) ** 2).sum(dim=(1, 2))
         loss = loss + w.stress * (batch.virial_mask * dw / n).sum()
     return loss
+
+
+def energy_norm(n_atoms: Tensor, w: LossWeights) -> Tensor:
+    """The divisor of the squared energy error of each configuration: N, or N² with
+    ``energy_per_atom``."""
+    return n_atoms * n_atoms if w.energy_per_atom else n_atoms
 
 
 _VOIGT = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])

@@ -80,8 +80,7 @@ class Trainer:
         self.kind = o.kind if o.kind != "auto" else ("lbfgs" if self.n_atoms <= o.full_batch_atoms else "adam")
         self.finish = o.lbfgs_finish_steps if self.kind == "adam" else 0
         self.total_steps = o.max_steps + self.finish
-        lw = cfg.loss
-        self.w = LossWeights(lw.energy_weight, lw.force_weight, lw.stress_weight)
+        self.w = LossWeights.from_spec(cfg.loss)
         frozen = set() if o.train_species_coeffs else {"species_coeffs"}
         frozen |= {"alpha", "r0"} if cfg.model.freeze_scaling else set()
         frozen |= {"scaling"}  # redundant with the species weights; left to Rescale

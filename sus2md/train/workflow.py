@@ -120,7 +120,7 @@ def _pretrain(model: SUS2Potential, cfg: TrainConfig, fresh: bool, train_frames,
 def _weights(cfg: TrainConfig):
     from sus2md.train.loss import LossWeights
 
-    return LossWeights(cfg.loss.energy_weight, cfg.loss.force_weight, cfg.loss.stress_weight)
+    return LossWeights.from_spec(cfg.loss)
 
 
 def _metrics(model: SUS2Potential, frames, batches) -> dict:

@@ -5,6 +5,7 @@ import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from sus2md.io.data import load_frames
+from sus2md.nn.calc import evaluate
 from sus2md.nn.potential import SUS2Potential
 from sus2md.train.dataset import make_batches
 from sus2md.train.init_model import init_mtp
@@ -25,11 +26,12 @@ def setup():
     return model, frames, make_batches(frames, model.cutoff, batch_atoms=40)
 
 
-def test_rows_reproduce_loss(setup):
+@pytest.mark.parametrize("per_atom", [False, True], ids=["energy_norm-total", "energy_norm-per_atom"])
+def test_rows_reproduce_loss(setup, per_atom):
     """sum of squared weighted residuals of the design rows == the loss (same weights), also with
     species coefficients c_t != 1 (fine-tuning keeps them)."""
     model, _, batches = setup
-    w = LossWeights(1.0, 0.01, 0.001)
+    w = LossWeights(1.0, 0.01, 0.001, energy_per_atom=per_atom)
     with torch.no_grad():
         model.moment_coeffs.normal_(generator=torch.Generator().manual_seed(3))
         model.species_coeffs.copy_(torch.tensor([0.7, 1.3, 0.9], dtype=torch.float64))
@@ -47,6 +49,36 @@ def test_rows_reproduce_loss(setup):
     finally:
         with torch.no_grad():
             model.species_coeffs.fill_(1.0)
+
+
+def test_energy_norm_per_atom_weighs_every_configuration_alike(setup):
+    """energy_norm total: sum_c (dE_c)^2 / N_c; per_atom: sum_c (dE_c / N_c)^2 (MACE's per-atom
+    energy MSE), checked against the definition on configurations of different sizes."""
+    model, frames, _ = setup
+    smaller = frames[0].copy()
+    del smaller[0]
+    smaller.calc = SinglePointCalculator(smaller, energy=frames[0].get_potential_energy() * 0.9,
+                                         forces=frames[0].get_forces()[1:])
+    larger = frames[4].repeat((2, 1, 1))
+    larger.calc = SinglePointCalculator(larger, energy=2 * frames[4].get_potential_energy(),
+                                        forces=np.tile(frames[4].get_forces(), (2, 1)))
+    b = make_batches([smaller, *frames[:3], larger], model.cutoff, batch_atoms=1000)[0]
+    assert len(set(b.n_atoms.tolist())) == 3
+    e = evaluate(model, b.graph, forces=False, virial=False, create_graph=False).energy.detach()
+    de, n = e - b.energy, b.n_atoms.double()
+    total = float(batch_loss(model, b, LossWeights(1.0, 0.0, 0.0), create_graph=False))
+    per_atom = float(batch_loss(model, b, LossWeights(1.0, 0.0, 0.0, energy_per_atom=True), create_graph=False))
+    assert total == pytest.approx(float((de**2 / n).sum()), rel=1e-10)
+    assert per_atom == pytest.approx(float(((de / n) ** 2).sum()), rel=1e-10)
+    assert per_atom != pytest.approx(total, rel=1e-3)
+
+
+def test_energy_norm_reaches_the_loss_from_the_configuration(tmp_path):
+    from tests.unit.train_helpers import tiny_config
+
+    assert LossWeights.from_spec(tiny_config(tmp_path).loss) == LossWeights(1.0, 0.01, 0.001)
+    cfg = tiny_config(tmp_path, loss__energy_norm="per_atom", loss__energy_weight=12.0)
+    assert LossWeights.from_spec(cfg.loss) == LossWeights(12.0, 0.01, 0.001, energy_per_atom=True)
 
 
 def test_linear_solve_is_least_squares(setup):
