@@ -72,11 +72,15 @@ def _species_part(p: torch.Tensor) -> float:
 
 def test_species_penalty_pulls_species_to_the_average_and_leaves_pairs_alone(tmp_path):
     torch.set_num_threads(1)
-    base = dict(optimizer__max_steps=20, optimizer__linear_solve_every=0, optimizer__random_samples=0)
+    # no validation data: the model kept is the last step's (the penalty raises the data loss)
+    base = dict(optimizer__max_steps=20, optimizer__linear_solve_every=0, optimizer__random_samples=0,
+                data__validation_fraction=0.0)
+    start = train_model(tiny_config(tmp_path / "s", **base | {"optimizer__max_steps": 0})).model
     free = train_model(tiny_config(tmp_path / "f", **base)).model
     tied = train_model(tiny_config(tmp_path / "t", **base, loss__species_l2=10.0)).model
     for name in ("alpha", "r0"):
-        assert _species_part(getattr(tied, name)) < 0.1 * _species_part(getattr(free, name))
+        assert _species_part(getattr(tied, name)) < 0.25 * min(_species_part(getattr(free, name)),
+                                                               _species_part(getattr(start, name)))
         # the non-additive part is not what this penalty acts on
         assert _non_additive(getattr(tied, name)) > 0.1 * _non_additive(getattr(free, name))
 
