@@ -128,6 +128,11 @@ class OptimizerSpec(_Strict):
     random_samples: int = Field(4, ge=0, description="random redraws of the nonlinear block at the start")
     init_subset: int = Field(40, ge=1, description="configs used by Rescale / random sampling")
     seed: int = Field(0, description="seed of the starting coefficients, random sampling and mini-batch order")
+    ema_decay: Optional[float] = Field(None, gt=0, lt=1, description="keep an exponential moving average of the "
+                                                                     "parameters with this decay per step (as MACE's "
+                                                                     "ema_decay, e.g. 0.99; restarted by each linear "
+                                                                     "solve): validation checks and the model written "
+                                                                     "use the average; null: off")
 
 
 class EarlyStoppingSpec(_Strict):

@@ -26,7 +26,9 @@ species pair with few configurations follows what the data say about each of its
 summed over the matrix, so that a species with few configurations follows the average species).
 
 Either way a run is deterministic for a seed and independent of the rank count up to round-off.
-Validation loss drives early stopping and the model kept at the end.
+Validation loss drives early stopping and the model kept at the end.  With ``optimizer.ema_decay``
+an exponential moving average of the trained parameters (decay ``min(d, (1 + n) / (10 + n))``
+after n updates, as torch-ema and MACE) is what validation checks and the final model see.
 """
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ class TrainState:
     history: list = field(default_factory=list)
     done: bool = False
     anchor: Optional[dict] = None  # alpha, r0 at the first step (the centre of loss.scaling_l2)
+    ema: Optional[dict] = None  # moving average of the trained parameters (optimizer.ema_decay), float64
+    ema_updates: int = 0
 
 
 class Trainer:
@@ -201,6 +205,36 @@ class Trainer:
     def linear_solve(self) -> None:
         train_linear(self.model, self.linear_batches(), self.w, reduce=self.ctx.all_reduce if self.ctx.world > 1 else None)
         self.reset_optimizer()
+        self.state.ema, self.state.ema_updates = None, 0  # the parameters jumped: the average restarts
+
+    # ------------------------------------------------------------------ moving average
+    def _trained(self) -> dict[str, torch.Tensor]:
+        return {k: p for k, p in self.model.named_parameters() if p.requires_grad}
+
+    def _ema_update(self) -> None:
+        st, decay = self.state, self.cfg.optimizer.ema_decay
+        if decay is None:
+            return
+        if st.ema is None:
+            st.ema, st.ema_updates = {k: p.detach().double().clone() for k, p in self._trained().items()}, 0
+        st.ema_updates += 1
+        d = min(decay, (1.0 + st.ema_updates) / (10.0 + st.ema_updates))
+        with torch.no_grad():
+            for k, p in self._trained().items():
+                st.ema[k].mul_(d).add_(p.detach().double(), alpha=1.0 - d)
+
+    def _swap_ema(self) -> Optional[dict]:
+        """Load the moving average into the model; returns the parameters it replaced (or None)."""
+        if self.state.ema is None:
+            return None
+        held = {k: p.detach().clone() for k, p in self._trained().items()}
+        self._load_params(self.state.ema)
+        return held
+
+    def _load_params(self, values: dict) -> None:
+        with torch.no_grad():
+            for k, p in self._trained().items():
+                p.copy_(values[k])
 
     def _group(self, step: int) -> list[Batch]:
         """The batches of mini-batch step ``step`` (all ranks), from per-epoch permutations."""
@@ -274,6 +308,7 @@ class Trainer:
         st = self.state
         if not self.n_val:
             return {}
+        held = self._swap_ema()
         score = self.validation_loss()
         rec = {"step": st.step, "train_loss": train_loss, "val_loss": score}
         if score < st.best_val:
@@ -281,6 +316,8 @@ class Trainer:
             st.best_params = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             st.bad_checks += 1
+        if held is not None:
+            self._load_params(held)
         return rec
 
     def run(self, progress=None, on_checkpoint=None) -> str:
@@ -305,6 +342,7 @@ class Trainer:
                 self.say(f"step {st.step}: Adam done; {self.finish} full-batch L-BFGS steps "
                          f"({self.n_train} configurations per step) follow")
             loss = self.lbfgs_step() if full else self.minibatch_step()
+            self._ema_update()
             st.step += 1
             st.elapsed_s = elapsed0 + time.perf_counter() - t_start
             rec = {"step": st.step, "time_s": round(st.elapsed_s, 3), "train_loss": loss}
@@ -338,7 +376,10 @@ class Trainer:
         return f"training: {how}{why}, {n_par} parameters, up to {limit}; {val}; from step {self.state.step}"
 
     def use_best(self) -> None:
-        """Load the parameters of the best validation check (after the final checkpoint is saved,
-        so that ``--resume`` continues from the last step, not from the best one)."""
+        """Load the parameters of the best validation check, or without validation data the moving
+        average if there is one (after the final checkpoint is saved, so that ``--resume``
+        continues from the last step, not from the best one)."""
         if self.state.best_params is not None and self.n_val:
             self.model.load_state_dict(self.state.best_params)
+        elif self.state.ema is not None:
+            self._swap_ema()

@@ -25,7 +25,7 @@ def _free_port() -> int:
 PENALTIES = dict(loss__pair_l2=0.01, loss__scaling_l2=0.01, loss__species_l2=0.01)  # added once, on rank 0
 ADAM = dict(optimizer__kind="adam", optimizer__lr=0.005, optimizer__batches_per_step=4, optimizer__max_steps=6,
             optimizer__linear_solve_every=3, optimizer__train_species_coeffs=True, data__batch_atoms=16,
-            optimizer__lbfgs_finish_steps=2, **PENALTIES)
+            optimizer__lbfgs_finish_steps=2, optimizer__ema_decay=0.8, **PENALTIES)
 
 
 def _worker(rank: int, world: int, port: int, out: str, over: dict) -> None:

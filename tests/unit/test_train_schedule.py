@@ -85,6 +85,40 @@ def test_species_penalty_pulls_species_to_the_average_and_leaves_pairs_alone(tmp
         assert _non_additive(getattr(tied, name)) > 0.1 * _non_additive(getattr(free, name))
 
 
+@pytest.mark.parametrize("kind", ["lbfgs", "adam"])
+def test_ema_is_the_moving_average_of_the_steps(tmp_path, monkeypatch, kind):
+    """optimizer.ema_decay: without validation data the model written is the moving average of the
+    parameters after each step, decay min(d, (1 + n) / (10 + n)), restarted by each linear solve."""
+    from sus2md.train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    seen, update = [], Trainer._ema_update
+
+    def record(self):
+        seen.append((self.state.step, {k: p.detach().double().clone() for k, p in self._trained().items()}))
+        update(self)
+
+    monkeypatch.setattr(Trainer, "_ema_update", record)
+    over = dict(optimizer__kind=kind, optimizer__max_steps=9, optimizer__linear_solve_every=5, optimizer__lr=0.005,
+                optimizer__random_samples=0, optimizer__ema_decay=0.7, data__validation_fraction=0.0)
+    res = train_model(tiny_config(tmp_path, **over))
+    assert [s for s, _ in seen] == list(range(9))
+    avg, n = None, 0
+    for step, params in seen:
+        if step == 5:  # a linear solve ran before step 5
+            avg, n = None, 0
+        if avg is None:
+            avg = {k: v.clone() for k, v in params.items()}
+        n += 1
+        d = min(0.7, (1 + n) / (10 + n))
+        avg = {k: d * avg[k] + (1 - d) * params[k] for k in avg}
+    last = seen[-1][1]
+    got = dict(res.model.named_parameters())
+    assert any(not torch.allclose(avg[k], last[k]) for k in avg)  # the average is not the last step
+    for k in avg:
+        assert torch.allclose(got[k].detach().double(), avg[k], rtol=1e-12, atol=1e-12), k
+
+
 def test_scaling_penalty_keeps_alpha_r0_near_the_start(tmp_path):
     torch.set_num_threads(1)
     base = dict(optimizer__max_steps=6, optimizer__linear_solve_every=0, optimizer__random_samples=0)
@@ -103,6 +137,7 @@ def test_resume_with_penalties_reproduces(tmp_path, monkeypatch, kind, finish, s
 
     torch.set_num_threads(1)
     over = dict(optimizer__kind=kind, optimizer__max_steps=10 - finish, optimizer__lbfgs_finish_steps=finish,
+                optimizer__ema_decay=0.8,
                 optimizer__linear_solve_every=4, loss__pair_l2=0.01, loss__scaling_l2=0.01, loss__species_l2=0.01,
                 output__checkpoint_every=3,
                 data__batch_atoms=16, optimizer__lr=0.005)
