@@ -26,7 +26,7 @@ SPECIES = ("Li,Be,Na,Mg,Al,Si,K,Ca,Sc,Ti,V,Cr,Mn,Fe,Co,Ni,Cu,Zn,Ga,Ge,Sr,Y,Zr,Nb
 def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer: str = "adam", threads: int = 2,
            force_weight: float | None = None, history: int = 1000, pair_l2: float | None = None,
            species_l2: float | None = None, energy_norm: str | None = None, energy_weight: float | None = None,
-           ema_decay: float | None = None) -> dict:
+           ema_decay: float | None = None, seed: int = 0) -> dict:
     data = SHARED / "data"
     model = ({"init_from": str(SHARED / "reference" / "alloy.mtp"), "species": SPECIES, "freeze_scaling": True}
              if mode == "finetune" else
@@ -60,6 +60,7 @@ def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer:
         loss["energy_weight"] = energy_weight
     if ema_decay is not None:
         opt["ema_decay"] = ema_decay
+    opt["seed"] = seed
     return {
         "model": model,
         "data": {"train": str(data / "sus2_alloy_dft_split_train.extxyz"),
@@ -123,6 +124,7 @@ def main() -> int:
     ap.add_argument("--energy-norm", choices=["total", "per_atom"], default=None, help="loss.energy_norm (default: the schema's total)")
     ap.add_argument("--energy-weight", type=float, default=None, help="loss.energy_weight (default: the schema's 1)")
     ap.add_argument("--ema-decay", type=float, default=None, help="optimizer.ema_decay (default: off)")
+    ap.add_argument("--seed", type=int, default=0, help="optimizer.seed (starting coefficients, random sampling)")
     args = ap.parse_args()
     if not (SHARED / "data" / "sus2_alloy_dft_split_train.extxyz").is_file():
         print("skip: ../shared/data not found")
@@ -141,7 +143,7 @@ def main() -> int:
     else:
         res = train_model(config_from_dict(config(args.mode, out, args.max_time_min, args.max_steps, args.optimizer, args.threads,
                                                    args.force_weight, args.history, args.pair_l2, args.species_l2,
-                                                   args.energy_norm, args.energy_weight, args.ema_decay)),
+                                                   args.energy_norm, args.energy_weight, args.ema_decay, args.seed)),
                           echo=lambda s: print(s, flush=True))
         summary = {"metrics": res.metrics, "n_params": res.n_params, "steps": res.steps, "stop_reason": res.stop_reason}
     summary["wall_s"] = time.perf_counter() - t0
