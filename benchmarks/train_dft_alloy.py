@@ -24,9 +24,9 @@ SPECIES = ("Li,Be,Na,Mg,Al,Si,K,Ca,Sc,Ti,V,Cr,Mn,Fe,Co,Ni,Cu,Zn,Ga,Ge,Sr,Y,Zr,Nb
 
 
 def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer: str = "adam", threads: int = 2,
-           force_weight: float | None = None, history: int = 1000, pair_l2: float | None = None,
-           species_l2: float | None = None, energy_norm: str | None = None, energy_weight: float | None = None,
-           ema_decay: float | None = None, seed: int = 0) -> dict:
+           history: int = 1000, loss_over: dict | None = None, opt_over: dict | None = None) -> dict:
+    """The training configuration; ``loss_over`` / ``opt_over`` replace keys of the recipe's
+    ``loss:`` / ``optimizer:`` sections."""
     data = SHARED / "data"
     model = ({"init_from": str(SHARED / "reference" / "alloy.mtp"), "species": SPECIES, "freeze_scaling": True}
              if mode == "finetune" else
@@ -48,19 +48,8 @@ def config(mode: str, out: Path, max_time_min: float, max_steps: int, optimizer:
         # 0.08 with energy 108 / 105 / 112 in 14-min screening runs), pair_l2 2e-3 against the energy
         # errors of rarely seen pairs, and a history as long as the run
         loss = {"pair_l2": 2e-3, "force_weight": 0.06} if mode == "scratch" else {}
-    if force_weight is not None:
-        loss["force_weight"] = force_weight
-    if pair_l2 is not None:
-        loss["pair_l2"] = pair_l2
-    if species_l2 is not None:
-        loss["species_l2"] = species_l2
-    if energy_norm is not None:
-        loss["energy_norm"] = energy_norm
-    if energy_weight is not None:
-        loss["energy_weight"] = energy_weight
-    if ema_decay is not None:
-        opt["ema_decay"] = ema_decay
-    opt["seed"] = seed
+    loss.update(loss_over or {})
+    opt.update(opt_over or {})
     return {
         "model": model,
         "data": {"train": str(data / "sus2_alloy_dft_split_train.extxyz"),
@@ -141,9 +130,12 @@ def main() -> int:
     if args.mode == "published":
         summary = {"metrics": published(out)}
     else:
+        given = lambda **kw: {k: v for k, v in kw.items() if v is not None}  # flags left out keep the recipe
+        loss_over = given(force_weight=args.force_weight, pair_l2=args.pair_l2, species_l2=args.species_l2,
+                          energy_norm=args.energy_norm, energy_weight=args.energy_weight)
+        opt_over = given(ema_decay=args.ema_decay, seed=args.seed)
         res = train_model(config_from_dict(config(args.mode, out, args.max_time_min, args.max_steps, args.optimizer, args.threads,
-                                                   args.force_weight, args.history, args.pair_l2, args.species_l2,
-                                                   args.energy_norm, args.energy_weight, args.ema_decay, args.seed)),
+                                                   args.history, loss_over, opt_over)),
                           echo=lambda s: print(s, flush=True))
         summary = {"metrics": res.metrics, "n_params": res.n_params, "steps": res.steps, "stop_reason": res.stop_reason}
     summary["wall_s"] = time.perf_counter() - t0

@@ -61,7 +61,7 @@ def batch_loss(model: SUS2Potential, batch: Batch, w: LossWeights, create_graph:
         res = evaluate(model, batch.graph, forces=need_f, virial=need_w, create_graph=create_graph)
         energy, forces, virial = res.energy, res.forces, res.virial
     n = batch.n_atoms
-    loss = w.energy * (batch.energy_mask * (energy - batch.energy) ** 2 / energy_norm(batch.n_atoms, w)).sum()
+    loss = w.energy * (batch.energy_mask * (energy - batch.energy) ** 2 / energy_norm(n, w)).sum()
     if need_f:
         df = (forces - batch.forces) ** 2
         loss = loss + w.force * (batch.force_mask * df.sum(dim=1)).sum()

@@ -66,7 +66,7 @@ class TrainState:
     history: list = field(default_factory=list)
     done: bool = False
     anchor: Optional[dict] = None  # alpha, r0 at the first step (the centre of loss.scaling_l2)
-    ema: Optional[dict] = None  # moving average of the trained parameters (optimizer.ema_decay), float64
+    ema: Optional[torch.Tensor] = None  # moving average of the flat trained parameters (optimizer.ema_decay), float64
     ema_updates: int = 0
 
 
@@ -208,33 +208,24 @@ class Trainer:
         self.state.ema, self.state.ema_updates = None, 0  # the parameters jumped: the average restarts
 
     # ------------------------------------------------------------------ moving average
-    def _trained(self) -> dict[str, torch.Tensor]:
-        return {k: p for k, p in self.model.named_parameters() if p.requires_grad}
-
     def _ema_update(self) -> None:
         st, decay = self.state, self.cfg.optimizer.ema_decay
         if decay is None:
             return
+        now = self._flat().double()
         if st.ema is None:
-            st.ema, st.ema_updates = {k: p.detach().double().clone() for k, p in self._trained().items()}, 0
+            st.ema, st.ema_updates = now.clone(), 0
         st.ema_updates += 1
         d = min(decay, (1.0 + st.ema_updates) / (10.0 + st.ema_updates))
-        with torch.no_grad():
-            for k, p in self._trained().items():
-                st.ema[k].mul_(d).add_(p.detach().double(), alpha=1.0 - d)
+        st.ema.mul_(d).add_(now, alpha=1.0 - d)
 
-    def _swap_ema(self) -> Optional[dict]:
-        """Load the moving average into the model; returns the parameters it replaced (or None)."""
+    def _swap_ema(self) -> Optional[torch.Tensor]:
+        """Load the moving average into the model; returns the flat parameters it replaced (or None)."""
         if self.state.ema is None:
             return None
-        held = {k: p.detach().clone() for k, p in self._trained().items()}
-        self._load_params(self.state.ema)
+        held = self._flat()  # a new tensor (torch.cat)
+        self._set_flat(self.state.ema)
         return held
-
-    def _load_params(self, values: dict) -> None:
-        with torch.no_grad():
-            for k, p in self._trained().items():
-                p.copy_(values[k])
 
     def _group(self, step: int) -> list[Batch]:
         """The batches of mini-batch step ``step`` (all ranks), from per-epoch permutations."""
@@ -317,7 +308,7 @@ class Trainer:
         else:
             st.bad_checks += 1
         if held is not None:
-            self._load_params(held)
+            self._set_flat(held)
         return rec
 
     def run(self, progress=None, on_checkpoint=None) -> str:
