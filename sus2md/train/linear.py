@@ -16,6 +16,14 @@ the edge derivatives of the basic moments (:func:`sus2md.train.explicit.descript
 keeping a fine-tuned model's ``c_t`` instead makes its published coefficients a feasible point,
 so the refit can only lower the training loss.  Columns with no data (species absent from the training set)
 keep their current values.
+
+The published moment bases hold scalar moments that are the same polynomial reached by two
+contraction orders (six pairs in every basis of ``../shared/reference``, e.g. tr(ABC) and tr(ACB)
+of symmetric A, B, C).  Only the sum of a pair's coefficients acts on the energy; the difference
+is a null direction of the loss.  :func:`duplicate_moments` finds the pairs and
+:func:`tie_duplicates` gives each member the group mean (the model is unchanged), so that neither
+the solve nor an optimiser drifts along them: in float32, coefficients of +-1000 on two equal
+columns put round-off of 1e3 x eps into every gradient that passes through them.
 """
 from __future__ import annotations
 
@@ -30,9 +38,34 @@ from sus2md.train.dataset import Batch
 from sus2md.train.explicit import descriptor_jacobian
 from sus2md.train.loss import LossWeights, energy_norm
 
-__all__ = ["normalize_radial", "batch_rows", "normal_equations", "solve_normal", "train_linear"]
+__all__ = ["normalize_radial", "batch_rows", "normal_equations", "solve_normal", "train_linear",
+           "duplicate_moments", "tie_duplicates"]
 
 log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def duplicate_moments(model: SUS2Potential) -> list[Tensor]:
+    """Groups (index tensors into ``moment_coeffs``) of scalar moments that are the same
+    polynomial of the basic moments: equal, to 1e-10, at four seeded random points (distinct
+    polynomials agree there with probability zero)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((4, int(model.basic_flat.shape[0])), generator=g, dtype=torch.float64) * 2 - 1
+    B = model._contract(x).index_select(1, model.mapping).t()  # (n_scal, 4)
+    B = B / B.abs().amax(1, keepdim=True).clamp_min(1e-300)
+    groups: dict[int, list[int]] = {}
+    for a in range(B.shape[0]):
+        first = next((k for k in groups if bool(torch.allclose(B[a], B[k], rtol=0, atol=1e-10))), a)
+        groups.setdefault(first, []).append(a)
+    return [torch.tensor(v) for v in groups.values() if len(v) > 1]
+
+
+@torch.no_grad()
+def tie_duplicates(v: Tensor, groups: Sequence[Tensor]) -> None:
+    """Give every member of each group (of :func:`duplicate_moments`) the group mean, in place
+    (coefficients: the sum, so the model, is kept; gradients: the projection onto tied values)."""
+    for idx in groups:
+        v.index_fill_(0, idx, float(v.index_select(0, idx).mean()))
 
 
 @torch.no_grad()
@@ -149,3 +182,4 @@ def train_linear(model: SUS2Potential, batches: Sequence[Batch], w: LossWeights,
     with torch.no_grad():
         x_old = torch.cat([(model.shift + model.species_coeffs).double(), model.moment_coeffs.double()])
     _store(model, solve_normal(A, b, x_old))
+    tie_duplicates(model.moment_coeffs, duplicate_moments(model))

@@ -47,7 +47,7 @@ from sus2md.train.config import TrainConfig
 from sus2md.train.dataset import Batch
 from sus2md.train.distributed import Context
 from sus2md.train.lbfgs import LBFGS
-from sus2md.train.linear import train_linear
+from sus2md.train.linear import duplicate_moments, tie_duplicates, train_linear
 from sus2md.train.loss import LossWeights, batch_loss
 
 __all__ = ["Trainer", "TrainState"]
@@ -91,6 +91,9 @@ class Trainer:
         for name, p in model.named_parameters():
             p.requires_grad_(name not in frozen)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        # equal columns of the basis: their coefficients move together (sus2md.train.linear)
+        self.duplicates = duplicate_moments(model)
+        tie_duplicates(model.moment_coeffs.data, self.duplicates)
         self.state = TrainState()
         self.say: Callable[[str], None] = lambda msg: None  # status lines (phases, linear solves)
         self._elapsed = 0.0  # wall seconds at the start of the current step (lr_schedule: time)
@@ -133,6 +136,7 @@ class Trainer:
         for b in batches:
             loss = batch_loss(self.model, b, self.w, create_graph=True) / n_cfg
             loss.backward()
+            tie_duplicates(self.model.moment_coeffs.grad, self.duplicates)
             total += loss.detach().double()
             if batch_sq:
                 now = self._flat_grad()

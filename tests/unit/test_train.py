@@ -9,6 +9,7 @@ from sus2md.io.data import load_frames
 from sus2md.io.mtp import read_mtp, write_mtp
 from sus2md.model import evaluate_frames
 from sus2md.nn.potential import SUS2Potential
+from sus2md.train.linear import duplicate_moments
 from sus2md.train.workflow import train_model
 from tests.unit.train_helpers import DATA, SPECIES, tiny_config
 
@@ -228,3 +229,17 @@ def test_stalled_lbfgs_stops_training(tmp_path):
     assert t._should_stop(0.0) is None
     t.lbfgs.stalled = True
     assert t._should_stop(0.0) == "line_search" and "float64 can go further" in said[-1]
+
+
+@pytest.mark.parametrize("kind", ["lbfgs", "adam"])
+def test_equal_moments_keep_equal_coefficients(tmp_path, kind):
+    """Moments that are one polynomial reached twice keep one coefficient each through the
+    pre-training, every optimiser step and the validation choice (no drift along the null direction)."""
+    torch.set_num_threads(1)
+    over = ADAM if kind == "adam" else {"optimizer__kind": "lbfgs", "optimizer__linear_solve_every": 0}
+    res = train_model(tiny_config(tmp_path, **over, optimizer__max_steps=16, early_stopping__validate_every=4))
+    assert res.steps == 16
+    groups = duplicate_moments(res.model)
+    c = res.model.moment_coeffs.detach()
+    assert groups and all(bool((c[g] == c[g[0]]).all()) for g in groups)
+    assert c.abs().max() > 0

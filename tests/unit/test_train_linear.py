@@ -10,7 +10,8 @@ from sus2md.nn.potential import SUS2Potential
 from sus2md.train.dataset import make_batches
 from sus2md.train.init_model import init_mtp
 from sus2md.train.initialise import init_coefficients
-from sus2md.train.linear import batch_rows, train_linear
+from sus2md.train.explicit import descriptor_jacobian
+from sus2md.train.linear import batch_rows, duplicate_moments, tie_duplicates, train_linear
 from sus2md.train.loss import LossWeights, batch_loss
 from tests.unit.train_helpers import DATA, SPECIES
 
@@ -120,3 +121,45 @@ def test_loss_skips_missing_labels(setup):
     assert e_part > 0
     train_linear(model, [part], w)  # missing rows are simply absent
     assert torch.isfinite(model.moment_coeffs).all()
+
+
+@pytest.mark.parametrize("L,K,pairs", [(2, 1, 1), (2, 3, 6), (3, 3, 12)])
+def test_duplicate_moments_are_exactly_the_equal_columns(setup, L, K, pairs):
+    """The generated (published) bases hold scalar moments that are one polynomial reached twice;
+    duplicate_moments finds exactly the columns of B that are equal on real structures."""
+    _, frames, _ = setup
+    model = SUS2Potential(init_coefficients(init_mtp(L, K, SPECIES, 4.2, radial_basis_size=5), seed=0)).double()
+    with torch.no_grad():
+        model.radial.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(1))
+    groups = duplicate_moments(model)
+    assert len(groups) == pairs and all(len(g) == 2 for g in groups)
+    B = torch.cat([descriptor_jacobian(model, b.graph)[0] for b in make_batches(frames, model.cutoff, batch_atoms=40)])
+    B = B / B.abs().amax(0).clamp_min(1e-300)
+    dup = {tuple(g.tolist()) for g in groups}
+    n = B.shape[1]
+    for a in range(n):
+        gap = (B[:, a + 1:] - B[:, a:a + 1]).abs().amax(0)  # against every later column
+        equal = {(a, a + 1 + int(k)) for k in torch.nonzero(gap < 1e-12).flatten()}
+        assert equal == {d for d in dup if d[0] == a}
+        assert bool((gap[[k - a - 1 for k in range(a + 1, n) if (a, k) not in dup]] > 1e-6).all())
+
+
+def test_tying_duplicates_keeps_the_model_and_the_solve_ties_them(setup):
+    model, frames, batches = setup
+    groups = duplicate_moments(model)
+    train_linear(model, batches, LossWeights(1.0, 0.01, 0.001))
+    c = model.moment_coeffs.detach()
+    assert all(bool((c[g] == c[g[0]]).all()) for g in groups)  # the solve leaves them tied
+    base = [evaluate(model, b.graph, forces=True) for b in batches]
+    with torch.no_grad():  # move along the null direction: +d on one member, -d on the other
+        for g in groups:
+            model.moment_coeffs[g[0]] += 40.0
+            model.moment_coeffs[g[1]] -= 40.0
+    moved = [evaluate(model, b.graph, forces=True) for b in batches]
+    tie_duplicates(model.moment_coeffs, groups)
+    tied = [evaluate(model, b.graph, forces=True) for b in batches]
+    assert torch.equal(model.moment_coeffs.detach(), c)
+    for r0, r1, r2 in zip(base, moved, tied):
+        for r in (r1, r2):
+            assert torch.allclose(r.energy, r0.energy, rtol=0, atol=1e-9)
+            assert torch.allclose(r.forces, r0.forces, rtol=0, atol=1e-9)
