@@ -33,7 +33,7 @@ __all__ = ["PAGES", "render", "undocumented", "field_description"]
 
 #: field-name suffix -> unit (longest suffixes first)
 UNITS = (
-    ("_kJ_mol_nm", "kJ/(mol·nm)"), ("_per_ps", "1/ps"), ("_iterations", "iterations"), ("_steps", "steps"),
+    ("_kJ_mol_nm", "kJ/(mol·nm)"), ("_per_ps", "1/ps"), ("_per_A", "1/Å"), ("_iterations", "iterations"), ("_steps", "steps"),
     ("_atoms", "atoms"), ("_bar", "bar"), ("_min", "min"), ("_fs", "fs"), ("_ps", "ps"), ("_K", "K"), ("_A", "Å"),
 )
 _BOUNDS = ((at.Gt, "gt", ">"), (at.Ge, "ge", "≥"), (at.Lt, "lt", "<"), (at.Le, "le", "≤"))

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
 
 from sus2md.errors import ConfigError
+from sus2md.train.initialise import ALPHA_INIT, R0_INIT_A
 
 __all__ = ["TrainConfig", "load_config", "config_from_dict", "read_yaml", "yaml_path"]
 
@@ -50,6 +51,15 @@ class ModelSpec(_Strict):
     freeze_scaling: bool = Field(False, description="keep alpha, r0 fixed (the authors' --fine-tune)")
     dtype: Literal["float64", "float32"] = Field("float64", description="precision of training (float32 is about "
                                                                         "2x faster for Adam)")
+    alpha_init_per_A: tuple[PositiveFloat, PositiveFloat] = Field(
+        ALPHA_INIT, description="starting alpha of a new model's first and last species pair (the pairs in "
+        "between by the pair strength sqrt(t_i+1) + sqrt(t_j+1); random sampling draws around the same line): the "
+        "authors' --scal-range. The tanh map saturates about 2/alpha beyond r0, so with a cutoff above 5 Å a smaller "
+        "alpha and a larger r0_init_A let the radial functions resolve the outer shells (the DFT recipe: [1.5, 1.0] "
+        "and [3.0, 3.8] at 6 Å)")
+    r0_init_A: tuple[float, float] = Field(
+        R0_INIT_A, description="starting r0 of a new model's first and last species pair, as alpha_init_per_A: the "
+        "authors' --s-range")
 
     @model_validator(mode="after")
     def _need_species(self) -> "ModelSpec":

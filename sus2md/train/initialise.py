@@ -27,21 +27,29 @@ __all__ = ["init_coefficients", "rescale", "random_sampling"]
 log = logging.getLogger(__name__)
 
 
-def _pair_lerp(S: int, nb: int, rng: np.random.Generator, jitter: float) -> tuple[np.ndarray, np.ndarray]:
+ALPHA_INIT = (4.0, 2.0)  # 1/Å, the authors' kRandomScalMax/Min (SPEC-sus2 3.5)
+R0_INIT_A = (1.5, 2.5)  # Å, the authors' kRandomShiftMin/Max
+
+
+def _pair_lerp(S: int, nb: int, rng: np.random.Generator, jitter: float, alpha: tuple[float, float] = ALPHA_INIT,
+               r0: tuple[float, float] = R0_INIT_A) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, r0) of every block and ordered pair: from ``alpha[0]``, ``r0[0]`` at the first pair
+    to ``alpha[1]``, ``r0[1]`` at the last along the pair strength sqrt(t_i+1) + sqrt(t_j+1)."""
     t = np.arange(S)
     s = np.sqrt(t[:, None] + 1.0) + np.sqrt(t[None, :] + 1.0)
     s = (s - s.min()) / (s.max() - s.min()) if s.max() > s.min() else np.full_like(s, 0.5)
     s = np.clip(s[None] + jitter * rng.uniform(-1, 1, (nb, S, S)), 0.0, 1.0)
-    return 4.0 + (2.0 - 4.0) * s, 1.5 + (2.5 - 1.5) * s
+    return alpha[0] + (alpha[1] - alpha[0]) * s, r0[0] + (r0[1] - r0[0]) * s
 
 
-def init_coefficients(mtp: MTPFile, seed: int) -> MTPFile:
+def init_coefficients(mtp: MTPFile, seed: int, alpha: tuple[float, float] = ALPHA_INIT,
+                      r0: tuple[float, float] = R0_INIT_A) -> MTPFile:
     """Untrained -> seeded start: C ~ 5e-3 U(-1,1), species weights 1, (alpha, r0) by the
-    pair-strength lerp with jitter 0.12, shift = 0, c = 1, w = 0."""
+    pair-strength lerp over the ranges ``alpha``, ``r0`` with jitter 0.12, shift = 0, c = 1, w = 0."""
     m = mtp.copy()
     rng = np.random.default_rng(seed)
     S, nb, R = m.species_count, m.n_blocks, m.radial_basis_size
-    alpha, r0 = _pair_lerp(S, nb, rng, 0.12)
+    alpha, r0 = _pair_lerp(S, nb, rng, 0.12, alpha, r0)
     m.scal_coeffs = np.stack([alpha, r0], axis=1).reshape(-1)
     rc = np.ones((m.radial_funcs_count, R + S))
     rc[:, :R] = 5e-3 * rng.uniform(-1, 1, (m.radial_funcs_count, R))
@@ -88,9 +96,11 @@ def _subset_loss(model: SUS2Potential, batches: Sequence[Batch], w: LossWeights)
 
 
 def random_sampling(model: SUS2Potential, batches: Sequence[Batch], w: LossWeights, n: int, seed: int,
-                    freeze_scaling: bool = False) -> float:
-    """Redraw the radial C ~ U(-0.5, 0.5) (and (alpha, r0) with jitter 0.2 unless frozen) ``n``
-    times, TrainLinear each, and keep the best (lowest loss on ``batches``).  Returns that loss."""
+                    freeze_scaling: bool = False, alpha: tuple[float, float] = ALPHA_INIT,
+                    r0: tuple[float, float] = R0_INIT_A) -> float:
+    """Redraw the radial C ~ U(-0.5, 0.5) (and (alpha, r0) over the ranges ``alpha``, ``r0`` with
+    jitter 0.2 unless frozen) ``n`` times, TrainLinear each, and keep the best (lowest loss on
+    ``batches``).  Returns that loss."""
     rng = np.random.default_rng(seed + 1)
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best_loss = _subset_loss(model, batches, w)
@@ -98,7 +108,7 @@ def random_sampling(model: SUS2Potential, batches: Sequence[Batch], w: LossWeigh
         with torch.no_grad():
             model.radial.copy_(torch.as_tensor(rng.uniform(-0.5, 0.5, tuple(model.radial.shape))))
             if not freeze_scaling:
-                a, r = _pair_lerp(model.n_species, model.n_blocks, rng, 0.2)
+                a, r = _pair_lerp(model.n_species, model.n_blocks, rng, 0.2, alpha, r0)
                 model.alpha.copy_(torch.as_tensor(a))
                 model.r0.copy_(torch.as_tensor(r))
         rescale(model, batches, w, iters=4)

@@ -61,8 +61,12 @@ def build_mtp(cfg: TrainConfig) -> tuple[MTPFile, list[str]]:
         from sus2md.train.init_model import init_mtp
 
         mtp = init_mtp(spec.L, spec.K, list(spec.species), spec.cutoff_A, radial_basis_size=spec.R, scaling_map=spec.scaling_map)
-    if not mtp.is_trained:
-        mtp = init_coefficients(mtp, cfg.optimizer.seed)
+    if mtp.is_trained:
+        for key in sorted(spec.model_fields_set & {"alpha_init_per_A", "r0_init_A"}):
+            raise ConfigError(f"model.{key}: {spec.init_from} is trained, so training starts from its (alpha, r0); "
+                              f"leave {key} out (it sets the start of a new model)")
+    else:
+        mtp = init_coefficients(mtp, cfg.optimizer.seed, cfg.model.alpha_init_per_A, cfg.model.r0_init_A)
     return mtp, list(mtp.species_names)
 
 
@@ -107,7 +111,8 @@ def _pretrain(model: SUS2Potential, cfg: TrainConfig, fresh: bool, train_frames,
         t = time.perf_counter()
         say(f"pre-training: random sampling, {o.random_samples} draw(s) of the radial block on {len(pick)} "
             f"configurations ...")
-        best = random_sampling(model, subset, w, o.random_samples, o.seed, cfg.model.freeze_scaling)
+        best = random_sampling(model, subset, w, o.random_samples, o.seed, cfg.model.freeze_scaling,
+                               cfg.model.alpha_init_per_A, cfg.model.r0_init_A)
         say(f"pre-training: best subset loss {best / max(1, len(pick)):.4g} per configuration "
             f"({time.perf_counter() - t:.1f} s)")
     t = time.perf_counter()
