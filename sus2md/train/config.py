@@ -61,6 +61,13 @@ class ModelSpec(_Strict):
         R0_INIT_A, description="starting r0 of a new model's first and last species pair, as alpha_init_per_A: the "
         "authors' --s-range")
 
+    @field_validator("alpha_init_per_A", "r0_init_A", mode="before")
+    @classmethod
+    def _two_values(cls, v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise ValueError("give two numbers, [first pair, last pair]")
+        return v
+
     @model_validator(mode="after")
     def _need_species(self) -> "ModelSpec":
         if self.init_from is None and not self.species:

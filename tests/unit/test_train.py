@@ -243,3 +243,28 @@ def test_equal_moments_keep_equal_coefficients(tmp_path, kind):
     c = res.model.moment_coeffs.detach()
     assert groups and all(bool((c[g] == c[g[0]]).all()) for g in groups)
     assert c.abs().max() > 0
+
+
+def test_scaling_start_follows_the_given_ranges(tmp_path, trained):
+    """model.alpha_init_per_A / r0_init_A: a new model's (alpha, r0) start on the pair-strength line
+    between the given first and last pair values, and random sampling redraws on the same line;
+    with a trained init_from the keys are an error (the file's values are the start)."""
+    from sus2md.errors import ConfigError
+    from sus2md.train.workflow import build_mtp
+
+    torch.set_num_threads(1)
+    rng = dict(model__alpha_init_per_A=[1.5, 1.0], model__r0_init_A=[3.0, 3.8])
+    mtp, _ = build_mtp(tiny_config(tmp_path, **rng))
+    scal = mtp.scal_coeffs.reshape(mtp.n_blocks, 2, 3, 3)
+    alpha, r0 = scal[:, 0], scal[:, 1]
+    assert alpha.min() >= 1.0 and alpha.max() <= 1.5 and r0.min() >= 3.0 and r0.max() <= 3.8
+    assert alpha[:, 0, 0].mean() > alpha[:, 2, 2].mean() and r0[:, 0, 0].mean() < r0[:, 2, 2].mean()
+    default, _ = build_mtp(tiny_config(tmp_path))
+    assert default.scal_coeffs.reshape(default.n_blocks, 2, 3, 3)[:, 1].max() <= 2.5  # the authors' 1.5 -> 2.5
+    res = train_model(tiny_config(tmp_path, **rng, optimizer__max_steps=0, optimizer__random_samples=3))
+    a, r = res.model.alpha.detach(), res.model.r0.detach()
+    assert a.min() >= 1.0 and a.max() <= 1.5 and r.min() >= 3.0 and r.max() <= 3.8
+    cfg, _ = trained
+    with pytest.raises(ConfigError, match=r"model\.r0_init_A: .*m\.mtp is trained, so training starts from its "
+                                          r"\(alpha, r0\); leave r0_init_A out"):
+        build_mtp(tiny_config(tmp_path, model__init_from=str(cfg.output.model), model__r0_init_A=[3.0, 3.8]))

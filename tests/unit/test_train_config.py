@@ -29,6 +29,8 @@ def test_defaults():
     (_with("data", validation_fraction=1.5), r"data\.validation_fraction: Input should be less than 1"),
     ([1, 2], r"expected a mapping"),
     (_with("optimizer", lr_schedule="time"), r"optimizer\.lr_schedule: time needs optimizer\.max_time_min"),
+    (_with("model", alpha_init_per_A=[1.5, -1.0]), r"model\.alpha_init_per_A\[1\]: Input should be greater than 0, got -1"),
+    (_with("model", r0_init_A=[3.0]), r"model\.r0_init_A: give two numbers, \[first pair, last pair\], got \[3\.0\]"),
     (_with("optimizer", lr_schedule="time", max_time_min=5, lbfgs_finish_steps=10),
      r"leaves no time for optimizer\.lbfgs_finish_steps"),
 ])
