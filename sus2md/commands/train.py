@@ -19,6 +19,9 @@ def train(
     if result.metrics:
         typer.echo(f"{result.n_params} parameters, {result.steps} steps, {result.wall_s:.1f} s")
         typer.echo(format_metrics(result.metrics))
+    if result.stop_reason == "interrupted":  # Ctrl-C / SIGTERM: checkpoint, model and logs are written
+        typer.echo(f"interrupted; continue with: sus2md train {config} --resume", err=True)
+        raise SystemExit(128 + (result.stop_signal or 2))  # 130 SIGINT, 143 SIGTERM
 
 
 COMMANDS = [train]

@@ -8,13 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import yaml
@@ -26,6 +23,7 @@ from sus2md.engine.state import HeatFluxFunction
 from sus2md.engine.threads import apply_threads
 from sus2md.errors import ConfigError, UsageError
 from sus2md.protocol import NPTStage, Protocol, validate_protocol
+from sus2md.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +138,7 @@ def run_protocol(protocol: Protocol, out_dir: str | Path, *, resume: bool = Fals
     runner = StageRunner(proto, run_dir, atoms, module=module, threads=threads, progress=progress, heat_flux=heat_flux, replica=replica,
                          max_steps=max_steps, command_line=command_line if command_line is not None else sys.argv,
                          grading=grading)
-    with _signals_to(runner):
+    with stop_on_signals(runner, lambda signum: log.warning("signal %d: stopping after the current report", signum)):
         status, wall = runner.run(ck)
     sig = runner.stop_signal if status == "interrupted" else None
     c = runner.counts
@@ -335,25 +333,3 @@ def _clear_outputs(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
     for p in run_dir.glob("final.*"):
         p.unlink()
-
-
-@contextmanager
-def _signals_to(runner: StageRunner) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``runner.stop_signal``; the run stops after the current chunk.  A second
-    SIGINT raises KeyboardInterrupt at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if runner.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        runner.stop_signal = signum
-        log.warning("signal %d: stopping after the current report", signum)
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)

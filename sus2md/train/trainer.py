@@ -96,6 +96,7 @@ class Trainer:
         tie_duplicates(model.moment_coeffs.data, self.duplicates)
         self.state = TrainState()
         self.say: Callable[[str], None] = lambda msg: None  # status lines (phases, linear solves)
+        self.stop_signal: Optional[int] = None  # set by SIGINT / SIGTERM (sus2md.signals): stop after this step
         self._elapsed = 0.0  # wall seconds at the start of the current step (lr_schedule: time)
         self.reset_optimizer()
 
@@ -284,6 +285,11 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _should_stop(self, elapsed_s: float) -> Optional[str]:
         o, st = self.cfg.optimizer, self.state
+        asked = float(self.stop_signal is not None)
+        if self.ctx.world > 1:  # a signal reaches the ranks at different steps: all stop at the first
+            asked = float(self.ctx.all_reduce(torch.tensor([asked], dtype=torch.float64))[0])
+        if asked > 0:
+            return "interrupted"
         if st.step >= self.total_steps:
             return "max_steps"
         if o.max_time_min is not None and elapsed_s >= 60 * o.max_time_min:

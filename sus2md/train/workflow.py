@@ -26,6 +26,7 @@ from sus2md.train.dataset import load_split, make_batches, shard
 from sus2md.train.distributed import Context, setup, teardown
 from sus2md.train.initialise import init_coefficients, random_sampling, rescale
 from sus2md.train.loss import per_config_errors, summarize
+from sus2md.signals import stop_on_signals
 from sus2md.train.trainer import Trainer
 
 __all__ = ["TrainResult", "train_model", "build_mtp", "format_metrics"]
@@ -42,6 +43,7 @@ class TrainResult:
     steps: int
     wall_s: float
     n_params: int
+    stop_signal: Optional[int] = None  # SIGINT / SIGTERM that stopped the run (stop_reason "interrupted")
 
 
 def build_mtp(cfg: TrainConfig) -> tuple[MTPFile, list[str]]:
@@ -222,8 +224,13 @@ def train_model(cfg: TrainConfig, resume: bool = False, echo: Optional[Callable[
 
         bar, update = _progress_bar(cfg, ctx, trainer.state.step, trainer.total_steps)
         trainer.say = _beside(bar, say)
+        def announce(signum: int) -> None:
+            trainer.say(f"signal {signum}: stopping after step {trainer.state.step + 1} with a checkpoint "
+                        f"(Ctrl-C again stops at once, and --resume then starts from the last checkpoint)")
+
         try:
-            reason = trainer.run(progress=update, on_checkpoint=save if ctx.is_main else None)
+            with stop_on_signals(trainer, announce):
+                reason = trainer.run(progress=update, on_checkpoint=save if ctx.is_main else None)
         finally:
             if bar is not None:
                 bar.close()
@@ -242,7 +249,10 @@ def train_model(cfg: TrainConfig, resume: bool = False, echo: Optional[Callable[
             _write_logs(cfg, {"stop_reason": reason, "steps": trainer.state.step, "wall_s": wall, "n_params": n_params,
                               "best_step": trainer.state.best_step, "metrics": metrics}, trainer.state.history)
             say(f"stopped after {trainer.state.step} steps ({reason}); model written to {cfg.output.model}")
+            if reason == "interrupted":
+                say(f"checkpoint of step {trainer.state.step}: {cfg.output.checkpoint}; continue with --resume")
         ctx.barrier()
-        return TrainResult(model, metrics, reason, trainer.state.step, time.perf_counter() - t0, n_params)
+        return TrainResult(model, metrics, reason, trainer.state.step, time.perf_counter() - t0, n_params,
+                           trainer.stop_signal if reason == "interrupted" else None)
     finally:
         teardown(ctx)

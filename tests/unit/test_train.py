@@ -268,3 +268,68 @@ def test_scaling_start_follows_the_given_ranges(tmp_path, trained):
     with pytest.raises(ConfigError, match=r"model\.r0_init_A: .*m\.mtp is trained, so training starts from its "
                                           r"\(alpha, r0\); leave r0_init_A out"):
         build_mtp(tiny_config(tmp_path, model__init_from=str(cfg.output.model), model__r0_init_A=[3.0, 3.8]))
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resume_finishes_the_run(tmp_path, monkeypatch, sig):
+    """Ctrl-C (or a scheduler's SIGTERM) during a step: the step finishes, the checkpoint, model and
+    logs of that step are written, and --resume ends where the uninterrupted run ends."""
+    import os
+    import signal
+
+    from sus2md.train.checkpoint import load_checkpoint
+    from sus2md.train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    signum = getattr(signal, sig)
+    full = train_model(tiny_config(tmp_path / "a", optimizer__max_steps=12))
+    real = Trainer.lbfgs_step
+
+    def step(self):  # the signal arrives in the middle of the 7th step
+        if self.state.step == 6:
+            os.kill(os.getpid(), signum)
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "lbfgs_step", step)
+    cfg = tiny_config(tmp_path / "b", optimizer__max_steps=12)
+    cut = train_model(cfg)
+    assert (cut.stop_reason, cut.steps, cut.stop_signal) == ("interrupted", 7, signum)
+    assert load_checkpoint(cfg.output.checkpoint)["state"]["step"] == 7
+    assert read_mtp(cfg.output.model).is_trained
+    assert json.loads(cfg.output.log_json.read_text())["stop_reason"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    monkeypatch.undo()
+    resumed = train_model(cfg, resume=True)
+    assert (resumed.stop_reason, resumed.steps) == ("max_steps", 12)
+    for (k, v), w in zip(_params(full.model).items(), _params(resumed.model).values()):
+        assert torch.allclose(v, w, rtol=1e-9, atol=1e-12), k
+
+
+def test_cli_ctrl_c_exits_130_with_the_resume_command(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import yaml
+
+    from sus2md.cli import main
+    from sus2md.train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    real = Trainer.lbfgs_step
+
+    def step(self):
+        if self.state.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "lbfgs_step", step)
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"model": {"L": 2, "K": 1, "R": 5, "cutoff_A": 4.2, "species": SPECIES},
+                                    "data": {"train": str(DATA)}, "optimizer": {"max_steps": 8, "init_subset": 4},
+                                    "output": {"model": str(tmp_path / "m.mtp"), "progress": False}, "threads": 1}))
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(path)])
+    assert exc.value.code == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; continue with: sus2md train {path} --resume" in err
+    assert (tmp_path / "m.mtp").is_file() and (tmp_path / "m.ckpt.pt").is_file()
