@@ -53,11 +53,9 @@ def duplicate_moments(model: SUS2Potential) -> list[Tensor]:
     x = torch.rand((4, int(model.basic_flat.shape[0])), generator=g, dtype=torch.float64) * 2 - 1
     B = model._contract(x).index_select(1, model.mapping).t()  # (n_scal, 4)
     B = B / B.abs().amax(1, keepdim=True).clamp_min(1e-300)
-    groups: dict[int, list[int]] = {}
-    for a in range(B.shape[0]):
-        first = next((k for k in groups if bool(torch.allclose(B[a], B[k], rtol=0, atol=1e-10))), a)
-        groups.setdefault(first, []).append(a)
-    return [torch.tensor(v) for v in groups.values() if len(v) > 1]
+    first = (torch.cdist(B, B, p=float("inf")) <= 1e-10).int().argmax(1)  # lowest equal index (itself at most)
+    groups = [torch.nonzero(first == a).flatten() for a in torch.unique(first).tolist()]
+    return [g for g in groups if g.numel() > 1]
 
 
 @torch.no_grad()

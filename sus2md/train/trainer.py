@@ -93,7 +93,7 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         # equal columns of the basis: their coefficients move together (sus2md.train.linear)
         self.duplicates = duplicate_moments(model)
-        tie_duplicates(model.moment_coeffs.data, self.duplicates)
+        tie_duplicates(model.moment_coeffs, self.duplicates)
         self.state = TrainState()
         self.say: Callable[[str], None] = lambda msg: None  # status lines (phases, linear solves)
         self.stop_signal: Optional[int] = None  # set by SIGINT / SIGTERM (sus2md.signals): stop after this step

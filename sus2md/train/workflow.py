@@ -21,12 +21,12 @@ from sus2md.errors import ConfigError
 from sus2md.io.data import labels
 from sus2md.io.mtp import MTPFile, read_mtp, write_mtp
 from sus2md.nn.potential import SUS2Potential
+from sus2md.signals import stop_on_signals
 from sus2md.train.config import TrainConfig
 from sus2md.train.dataset import load_split, make_batches, shard
 from sus2md.train.distributed import Context, setup, teardown
 from sus2md.train.initialise import init_coefficients, random_sampling, rescale
 from sus2md.train.loss import per_config_errors, summarize
-from sus2md.signals import stop_on_signals
 from sus2md.train.trainer import Trainer
 
 __all__ = ["TrainResult", "train_model", "build_mtp", "format_metrics"]
